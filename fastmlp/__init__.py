@@ -2,7 +2,8 @@
 
 >>> import fastmlp
 >>> train_x, train_y, test_x, test_y = fastmlp.load_mnist()
->>> model = fastmlp.MLP([784, 16, 16, 10]).fit(train_x, train_y, epochs=10, batch_size=32, lr=0.1)
+>>> model = fastmlp.MLP([784, 16, 16, 10])
+>>> history = model.fit(train_x, train_y, epochs=10, batch_size=32, lr=0.1)
 >>> model.evaluate(test_x, test_y)["accuracy"]
 
 Names are imported on first use, so ``import fastmlp`` stays quick and the command

@@ -1,0 +1,292 @@
+"""The `fastmlp train`, `evaluate` and `predict` subcommands: argument parsing and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SAVE = Path("runs") / "mnist-{arch}.safetensors"
+# The default recipe: what `python scripts/train_mnist.py` runs with no flags.
+DEFAULTS = {
+    "hidden": "16,16",
+    "activation": "relu",
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "epochs": 20,
+    "batch_size": 32,
+    "weight_decay": 0.0,
+    "schedule": "cosine",
+    "seed": 0,
+    "backend": "numba",
+}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def hidden_sizes(text: str) -> list[int]:
+    """'16,16' -> [16, 16]; '' or 'none' -> [] (a linear classifier)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 16,16, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden widths must be at least 1, got {text!r}")
+    return sizes
+
+
+def add_train_parser(subparsers: Any) -> None:
+    from fastmlp.training import SCHEDULES
+    from kernels import ACTIVATIONS, BACKENDS, OPTIMIZERS
+
+    p = subparsers.add_parser(
+        "train",
+        help="train an MLP on MNIST (or any dataset in its four-file IDX layout)",
+        description="Train an MLP on MNIST; with no flags, 784-16-16-10 with the default recipe.",
+    )
+    p.add_argument(
+        "--data-dir", help="folder with the four IDX files (default: the data search path)"
+    )
+    p.add_argument(
+        "--hidden",
+        type=hidden_sizes,
+        default=None,
+        help=f"hidden layer widths, comma-separated (default {DEFAULTS['hidden']})",
+    )
+    p.add_argument(
+        "--activation",
+        choices=[a for a in ACTIVATIONS if a != "identity"],
+        default=DEFAULTS["activation"],
+    )
+    p.add_argument(
+        "--init",
+        choices=["he", "xavier", "he_uniform", "he_normal", "xavier_uniform", "xavier_normal"],
+        help="weight initialisation (default: he for relu/silu, xavier for sigmoid/tanh)",
+    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS["optimizer"])
+    p.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"], help="learning rate")
+    p.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
+    p.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=DEFAULTS["weight_decay"],
+        help="L2 regularisation lambda",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=["none", *SCHEDULES],
+        default=DEFAULTS["schedule"],
+        help="learning-rate schedule",
+    )
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULTS["backend"])
+    p.add_argument("--threads", type=positive_int, help="threads for the numba backend")
+    p.add_argument(
+        "--save", type=Path, help="model file to write (default runs/mnist-ARCH.safetensors)"
+    )
+    p.add_argument("--resume", type=Path, help="continue training a saved model")
+    p.add_argument("--json", type=Path, help="write machine-readable results here")
+    p.add_argument("--plot", type=Path, help="draw the training curves into this PNG")
+    p.add_argument("--no-download", action="store_true", help="fail rather than download MNIST")
+    p.add_argument("--quiet", action="store_true", help="print only the final result")
+    p.set_defaults(handler=cmd_train)
+
+
+def add_evaluate_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="loss, accuracy and confusion matrix of a saved model"
+    )
+    p.add_argument("model", type=Path, help="a .safetensors file written by fastmlp")
+    p.add_argument(
+        "--data-dir", help="folder with the four IDX files (default: the data search path)"
+    )
+    p.add_argument("--backend", default="numba", help="numba, numpy or python")
+    p.add_argument("--no-download", action="store_true", help="fail rather than download MNIST")
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def add_predict_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("predict", help="classify image files of handwritten digits")
+    p.add_argument("model", type=Path, help="a .safetensors file written by fastmlp")
+    p.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, ...)")
+    p.add_argument("--backend", default="numba", help="numba, numpy or python")
+    p.set_defaults(handler=cmd_predict)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fastmlp.data import load_mnist
+    from fastmlp.model import MLP
+
+    train_x, train_y, test_x, test_y = load_mnist(args.data_dir, download=not args.no_download)
+    n_inputs = int(np.prod(train_x.shape[1:]))
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    if args.resume is not None:
+        model = MLP.load(args.resume, backend=args.backend)
+        if args.hidden is not None and list(model.sizes[1:-1]) != args.hidden:
+            raise ValueError(
+                f"--hidden {','.join(map(str, args.hidden))} does not match the resumed model "
+                f"{'-'.join(map(str, model.sizes))}"
+            )
+        if model.sizes[0] != n_inputs or model.sizes[-1] != n_classes:
+            raise ValueError(
+                f"the resumed model {'-'.join(map(str, model.sizes))} does not fit this data "
+                f"({n_inputs} inputs, {n_classes} classes)"
+            )
+    else:
+        hidden = args.hidden if args.hidden is not None else hidden_sizes(DEFAULTS["hidden"])
+        model = MLP(
+            [n_inputs, *hidden, n_classes],
+            activation=args.activation,
+            init=args.init,
+            seed=args.seed,
+            backend=args.backend,
+        )
+    arch = "-".join(map(str, model.sizes))
+    save_path = args.save or Path(str(DEFAULT_SAVE).format(arch=arch))
+    if not args.quiet:
+        print(
+            f"training {arch} {model.activation} on {len(train_x)} images "
+            f"({args.backend} backend, {args.optimizer}, lr {args.lr:g}, "
+            f"batch {args.batch_size}, {args.epochs} epochs)",
+            flush=True,
+        )
+    history = model.fit(
+        train_x,
+        train_y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        lr_schedule=None if args.schedule == "none" else args.schedule,
+        validation_data=(test_x, test_y),
+        shuffle=True,
+        progress=not args.quiet,
+        threads=args.threads,
+    )
+    scores = model.evaluate(test_x, test_y)
+    model.save(save_path)
+    if args.json is not None:
+        write_results_json(args.json, model, history, scores, save_path)
+    if args.plot is not None and history.epochs:
+        from fastmlp.pictures import training_curves
+
+        training_curves(history, args.plot)
+    print(
+        f"test accuracy {scores['accuracy']:.2%} (loss {scores['loss']:.4f}) after "
+        f"{len(history.epochs)} epoch(s), {history.train_seconds:.2f} s of training"
+    )
+    print(f"model saved to {save_path}")
+    if history.stop_reason == "diverged":
+        print(f"fastmlp: error: {history.message}", file=sys.stderr)
+        return 1
+    if history.stop_reason == "interrupted":
+        print(f"fastmlp: {history.message}", file=sys.stderr)
+        return 130
+    if history.stop_reason == "early_stopping" and not args.quiet:
+        print(history.message)
+    return 0
+
+
+def write_results_json(path: Path, model: Any, history: Any, scores: dict, save_path: Path) -> None:
+    from fastmlp.modelfile import write_atomically
+
+    results = {
+        "model": str(save_path),
+        "sizes": list(model.sizes),
+        "activation": model.activation,
+        "init": model.init,
+        "seed": model.seed,
+        "test_accuracy": scores["accuracy"],
+        "test_loss": scores["loss"],
+        "train_seconds": history.train_seconds,
+        "stop_reason": history.stop_reason,
+        "options": history.options,
+        "epochs": [
+            {
+                "epoch": e["epoch"],
+                "loss": e["loss"],
+                "train_accuracy": e["accuracy"],
+                "test_loss": e["val_loss"],
+                "test_accuracy": e["val_accuracy"],
+                "lr": e["lr"],
+                "seconds": e["seconds"],
+            }
+            for e in history.epochs
+        ],
+    }
+    write_atomically(path, (json.dumps(results, indent=2) + "\n").encode())
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fastmlp.data import load_mnist
+    from fastmlp.model import MLP
+
+    model = MLP.load(args.model, backend=args.backend)
+    _, _, test_x, test_y = load_mnist(args.data_dir, download=not args.no_download)
+    scores = model.evaluate(test_x, test_y)
+    print(f"model     {args.model} ({'-'.join(map(str, model.sizes))}, {model.activation})")
+    print(f"examples  {len(test_x)}")
+    print(f"loss      {scores['loss']:.4f}")
+    print(f"accuracy  {scores['accuracy']:.2%}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print(format_confusion(scores["confusion_matrix"]))
+    return 0
+
+
+def format_confusion(matrix: Any) -> str:
+    width = max(5, len(str(int(matrix.max()))) + 1)
+    lines = ["     " + "".join(f"{j:>{width}}" for j in range(matrix.shape[1]))]
+    for i, row in enumerate(matrix):
+        lines.append(f"{i:>4} " + "".join(f"{int(v):>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fastmlp.model import MLP
+    from fastmlp.preprocess import load_digit
+
+    model = MLP.load(args.model, backend=args.backend)
+    side = int(round(model.sizes[0] ** 0.5))
+    if side * side != model.sizes[0]:
+        raise ValueError(f"the model takes {model.sizes[0]} inputs, not a square image")
+    images = np.stack([load_digit(path, side=side) for path in args.images])
+    probabilities = model.predict_proba(images)
+    for path, row in zip(args.images, probabilities, strict=True):
+        label = int(row.argmax())
+        print(f"{path}: {label} ({row[label]:.1%})")
+    return 0
