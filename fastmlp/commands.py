@@ -14,11 +14,11 @@ DEFAULTS = {
     "hidden": "16,16",
     "activation": "relu",
     "optimizer": "sgd",
-    "lr": 0.1,
-    "epochs": 20,
+    "lr": 0.2,
+    "epochs": 40,
     "batch_size": 32,
-    "weight_decay": 0.0,
-    "schedule": "cosine",
+    "weight_decay": 2e-4,
+    "schedule": "onecycle",
     "seed": 0,
     "backend": "numba",
 }
@@ -221,7 +221,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def write_results_json(path: Path, model: Any, history: Any, scores: dict, save_path: Path) -> None:
-    from fastmlp.modelfile import write_atomically
+    from fastmlp.files import write_atomically
 
     results = {
         "model": str(save_path),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmlp.idx import IDXError, gunzip_chunks, open_temp, read_idx
+from fastmlp.files import open_temp
+from fastmlp.idx import IDXError, gunzip_chunks, read_idx
 
 __all__ = [
     "MissingDataError",

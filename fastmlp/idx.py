@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import secrets
 import stat
 import sys
 import zlib
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 import numpy as np
+
+from fastmlp.files import replacing
 
 __all__ = ["IDXError", "read_idx", "write_idx", "gunzip_chunks"]
 
@@ -148,26 +149,15 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     payload = np.ascontiguousarray(a, dtype=TYPE_CODES[code])
     body = memoryview(payload.reshape(-1).view(np.uint8))
 
-    folder = os.path.dirname(os.path.abspath(name))
-    fd, tmp = open_temp(folder, os.path.basename(name))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if name.endswith(".gz"):
-                # mtime=0 and no stored name make the output depend on the data alone.
-                with gzip.GzipFile(
-                    filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6
-                ) as gz:
-                    gz.write(header)
-                    gz.write(body)
-            else:
-                f.write(header)
-                f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, name)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    with replacing(name) as f:
+        if name.endswith(".gz"):
+            # mtime=0 and no stored name make the output depend on the data alone.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as gz:
+                gz.write(header)
+                gz.write(body)
+        else:
+            f.write(header)
+            f.write(body)
 
 
 def gunzip_chunks(f: BinaryIO, name: str) -> Iterator[bytes]:
@@ -215,27 +205,6 @@ def gunzip_chunks(f: BinaryIO, name: str) -> Iterator[bytes]:
             buf = f.read(_READ_CHUNK)
             if not buf:
                 raise IDXError(f"{name}: truncated gzip data (the stream ends before its end)")
-
-
-def open_temp(folder: str | os.PathLike[str], name: str) -> tuple[int, str]:
-    """Create a new hidden temporary file for ``name`` in ``folder``.
-
-    Unlike :func:`tempfile.mkstemp`, the file gets the usual permissions (0o666 less
-    the umask), since it is meant to be renamed into place.
-
-    Returns
-    -------
-    (fd, path)
-        An open write-only descriptor and the temporary file's path.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{folder}: could not create a temporary file for {name}")
 
 
 class _Reader(Protocol):  # what read_idx needs from a raw file or a gunzip stream
@@ -341,10 +310,3 @@ def _shape_str(shape: tuple) -> str:
 
 def _describe(shape: tuple, dtype: np.dtype) -> str:
     return f"{_shape_str(shape)} {dtype.newbyteorder('=').name}"
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

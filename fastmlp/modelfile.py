@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from fastmlp.files import write_atomically
 
 if TYPE_CHECKING:
     from fastmlp.model import MLP
@@ -53,21 +54,6 @@ def save_model(
         metadata["training"] = json.dumps(model.history.to_dict())
     write_atomically(path, save(tensors, metadata=metadata))
     return path
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:

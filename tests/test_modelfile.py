@@ -142,3 +142,12 @@ def test_saved_file_loads_straight_into_torch(torch, tmp_path):
     with torch.no_grad():
         expected = torch.softmax(net(torch.from_numpy(X)), dim=1).numpy()
     np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_written_files_get_an_ordinary_files_mode(tmp_path):
+    model, _ = trained_model()
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
