@@ -1,0 +1,49 @@
+"""How cost grows with the batch size (1, 32, 256) and the hidden width (16, 64, 256):
+numba against NumPy and PyTorch. Where BLAS has real matrices to multiply (wide layers,
+big batches) NumPy and PyTorch close the gap or win: the table says so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from peers import KernelTrainer, TorchTrainer, info
+
+BATCH_ONE_ROWS = 6_000  # a tenth of an epoch: at batch 1 the interpreters' cost is per step
+
+PEERS = [
+    pytest.param("numba", 1, id="numba-1thread"),
+    pytest.param("numba", 2, id="numba-2threads"),
+    pytest.param("numpy", 1, id="numpy"),
+    pytest.param("torch", 2, id="torch"),
+]
+
+
+def timed_epoch(run, benchmark, data, backend, threads, batch, hidden, rows, group, rounds):
+    rows = min(rows, len(data["X"]))
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        trainer = TorchTrainer(torch, data["X"], data["y"], rows, batch, hidden, threads)
+    else:
+        trainer = KernelTrainer(backend, data["X"], data["y"], rows, batch, hidden, threads)
+    benchmark.group = group
+    info(benchmark, backend, threads, rows, batch=batch, hidden=hidden)
+    run(trainer.epoch, setup=trainer.setup, rounds=rounds)
+    if backend != "torch":
+        assert np.isfinite(trainer.losses).all()
+
+
+@pytest.mark.parametrize(("backend", "threads"), PEERS)
+@pytest.mark.parametrize("batch", [1, 256])
+def test_batch_size(run, benchmark, data, backend, threads, batch):
+    """Batch 32 is test_bench_train's group; batch 1 on a tenth of an epoch."""
+    rows = BATCH_ONE_ROWS if batch == 1 else len(data["X"])
+    group = f"scaling: batch {batch}, 784-16-16-10, {'6,000 rows' if batch == 1 else 'one epoch'}"
+    timed_epoch(run, benchmark, data, backend, threads, batch, 16, rows, group, rounds=5)
+
+
+@pytest.mark.parametrize(("backend", "threads"), PEERS)
+@pytest.mark.parametrize("hidden", [64, 256])
+def test_hidden_width(run, benchmark, data, backend, threads, hidden):
+    """784-H-H-10 at batch 32, one epoch (H = 16 is test_bench_train's group)."""
+    group = f"scaling: hidden {hidden}, 784-{hidden}-{hidden}-10, batch 32, one epoch"
+    timed_epoch(run, benchmark, data, backend, threads, 32, hidden, len(data["X"]), group, 3)

@@ -1,0 +1,333 @@
+"""The numba backend's network functions, compiled: whole passes over many rows per call.
+
+``train_loop`` runs every mini-batch of a ``train_steps`` call inside one compiled call:
+no Python between batches. Per batch: gather the rows' non-zero inputs, forward through
+every layer, loss and output gradient, backward into the gradient, one optimizer step
+on the work vector, refresh of the small weight copies (see :mod:`kernels.numba_net`).
+
+For plain SGD without weight decay (the classic MNIST run) the first layer's weights
+get no gradient buffer: once every row of the batch has gone forward, each row adds
+``-lr * x * delta`` to the weight rows of its non-zero pixels, in place. That skips
+zeroing, filling and sweeping 12,544 gradient floats per batch for the ~4,800 that
+change.
+
+``train_loop_threads`` splits each batch into ``shards`` contiguous slices of rows
+(prange), each with its own gradient buffer (row ``s`` of ``(shards, PW)``) and
+scratch; the partial gradients are then summed in shard order, so a run is repeatable
+for a given thread count. No thread writes where another one does.
+
+Geometry ``geo`` (int64, 6 x (L+1), rows SIZES .. AOFF): see :mod:`kernels.numba_net`.
+``codes`` (int64): activation, output, loss (0 cross-entropy, 1 mse), optimizer, arow.
+``hyper`` (float64, as given): momentum, beta1, beta2, eps, weight_decay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.numba_net import (
+    MOMENTUM,
+    ONE,
+    SGD,
+    SOFTMAX,
+    TWO,
+    ZERO,
+    activation_backward,
+    activation_forward,
+    bias_backward,
+    dense_backward,
+    dense_forward,
+    gather_nonzero,
+    mse,
+    refresh_copies,
+    softmax,
+    softmax_xent,
+    sparse_backward,
+    sparse_forward,
+)
+from kernels.numba_simd import LANES
+
+f32 = np.float32
+CROSS_ENTROPY, MSE = 0, 1
+SIZES, STRIDE, WOFF, BOFF, COFF, AOFF = range(6)  # rows of geo
+
+
+@njit(cache=True)
+def net_forward(pre, post, n, idx, val, rp, work, geo, codes):
+    """pre/post = pre-activations and activations of every layer for n gathered rows.
+
+    The last layer's post is left alone for a softmax output (the head computes it).
+    """
+    act, out_act, arow = codes[0], codes[1], codes[4]
+    n_layers = geo.shape[1] - 1
+    for layer in range(n_layers):
+        o0, s, m = geo[AOFF, layer], geo[STRIDE, layer], geo[SIZES, layer + 1]
+        w0, b0 = geo[WOFF, layer], geo[BOFF, layer]
+        if layer == 0:
+            sparse_forward(pre, o0, arow, n, idx, val, rp, work, w0, work, b0, s)
+        else:
+            dense_forward(pre, o0, post, geo[AOFF, layer - 1], arow, n, geo[SIZES, layer], work,
+                          w0, work, b0, s)  # fmt: skip
+        if layer < n_layers - 1:
+            activation_forward(post, pre, o0, arow, n, m, s, act)
+        elif out_act != SOFTMAX:
+            activation_forward(post, pre, o0, arow, n, m, s, out_act)
+
+
+@njit(cache=True)
+def net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, scale, lse):
+    """Loss of n rows into the output gradient delta (scaled by `scale`).
+
+    Returns (sum of the rows' losses, rows classified right).
+    """
+    arow = codes[4]
+    last = geo.shape[1] - 2
+    o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
+    if codes[2] == CROSS_ENTROPY:
+        return softmax_xent(delta, post, pre, o0, arow, n, m, s, labels, order, r0, scale, lse)
+    return mse(delta, post, pre, o0, arow, n, m, s, target, order, r0, scale, codes[1])
+
+
+@njit(cache=True)
+def net_backward(grad, w_first, alpha, pre, post, delta, n, idx, val, rp, wc, geo, codes):
+    """Backpropagate the output gradient (in delta) of n rows, adding into grad.
+
+    The first layer's weight gradient goes into w_first scaled by alpha: grad and 1, or the
+    weights themselves and -lr (in-place SGD).
+    """
+    act, arow = codes[0], codes[4]
+    n_layers = geo.shape[1] - 1
+    for layer in range(n_layers - 1, 0, -1):
+        o0, i0 = geo[AOFF, layer], geo[AOFF, layer - 1]
+        m, s_in = geo[SIZES, layer], geo[STRIDE, layer - 1]
+        dense_backward(delta, grad, geo[WOFF, layer], grad, geo[BOFF, layer], delta, o0, post,
+                       i0, arow, n, m, wc, geo[COFF, layer], geo[SIZES, layer + 1],
+                       geo[STRIDE, layer], s_in)  # fmt: skip
+        activation_backward(delta, pre, post, i0, arow, n, m, s_in, act)
+    o0, s = geo[AOFF, 0], geo[STRIDE, 0]
+    bias_backward(grad, geo[BOFF, 0], delta, o0, arow, n, s)
+    sparse_backward(w_first, geo[WOFF, 0], delta, o0, arow, n, idx, val, rp, alpha, s)
+
+
+@njit(cache=True)
+def update(work, grad, lo, hi, velocity, m, v, opt, lr, hyper, step):
+    """One optimizer step on work[lo:hi] with grad[lo:hi], which is then zeroed.
+
+    The arithmetic is float32 except Adam's 1 - beta and bias corrections 1 - beta**step,
+    computed once per step in float64 from the hyper-parameters as given (as PyTorch does).
+    """
+    mu, wd = f32(hyper[0]), f32(hyper[4])
+    if opt == SGD:
+        for p in range(lo, hi):
+            g = grad[p] + wd * work[p]
+            work[p] -= lr * g
+            grad[p] = ZERO
+    elif opt == MOMENTUM:
+        for p in range(lo, hi):
+            g = grad[p] + wd * work[p]
+            velocity[p] = mu * velocity[p] + g
+            work[p] -= lr * velocity[p]
+            grad[p] = ZERO
+    else:
+        beta1, beta2, eps = f32(hyper[1]), f32(hyper[2]), f32(hyper[3])
+        # 1 - beta in float64 first: 1 - float32(0.999) is 1.3e-5 away from 0.001
+        rest1, rest2 = f32(1.0 - hyper[1]), f32(1.0 - hyper[2])
+        c1 = f32(1.0 - hyper[1] ** step)
+        c2 = f32(1.0 - hyper[2] ** step)
+        for p in range(lo, hi):
+            g = grad[p] + wd * work[p]
+            m[p] = beta1 * m[p] + rest1 * g
+            v[p] = beta2 * v[p] + rest2 * g * g
+            work[p] -= lr * (m[p] / c1) / (np.sqrt(v[p] / c2) + eps)
+            grad[p] = ZERO
+
+
+@njit(cache=True)
+def scales(codes, rows, n_classes):
+    """(factor of the output gradient, factor turning summed row losses into the mean)."""
+    if codes[2] == CROSS_ENTROPY:
+        return ONE / f32(rows), ONE / f32(rows)
+    return TWO / (f32(rows) * f32(n_classes)), ONE / (f32(rows) * f32(n_classes))
+
+
+@njit(cache=True)
+def rows_grad(grad, w_first, alpha, idx, val, rp, pre, post, delta, lse, X, scale, labels,
+              target, order, r0, n, work, wc, geo, codes, dscale):  # fmt: skip
+    """Gather, forward, loss and backward of rows order[r0:r0+n] (scratch sized for n rows).
+
+    Returns (sum of the rows' losses, rows classified right).
+    """
+    gather_nonzero(idx, val, rp, X, order, r0, n, geo[STRIDE, 0], scale)
+    net_forward(pre, post, n, idx, val, rp, work, geo, codes)
+    loss, hits = net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, dscale,
+                          lse)  # fmt: skip
+    net_backward(grad, w_first, alpha, pre, post, delta, n, idx, val, rp, wc, geo, codes)
+    return loss, hits
+
+
+@njit(cache=True)
+def train_loop(work, wc, velocity, m, v, X, scale, labels, target, order, batch_size, lrs,
+               step0, geo, codes, hyper, losses, correct):  # fmt: skip
+    """Every batch of order, one optimizer step each (see module doc); one thread."""
+    n_classes = geo[SIZES, geo.shape[1] - 1]
+    opt, arow = codes[3], codes[4]
+    n_rows = order.shape[0]
+    rows = min(batch_size, n_rows)
+    pw = work.shape[0]
+    grad = np.zeros(pw, np.float32)
+    idx = np.empty(rows * X.shape[1] + LANES, np.uint32)
+    val = np.empty(rows * X.shape[1] + LANES, np.float32)
+    rp = np.empty(rows + 1, np.int64)
+    pre = np.zeros(rows * arow, np.float32)
+    post = np.zeros(rows * arow, np.float32)
+    delta = np.zeros(rows * arow, np.float32)
+    lse = np.zeros(rows, np.float32)
+    in_place = opt == SGD and f32(hyper[4]) == ZERO
+    first_bias = geo[BOFF, 0]  # the first layer's weights are work[0:first_bias]
+    for j in range(losses.shape[0]):
+        r0 = j * batch_size
+        n = min(batch_size, n_rows - r0)
+        lr = lrs[j]
+        dscale, lscale = scales(codes, n, n_classes)
+        if in_place:
+            loss, hits = rows_grad(grad, work, -lr, idx, val, rp, pre, post, delta, lse, X,
+                                   scale, labels, target, order, r0, n, work, wc, geo, codes,
+                                   dscale)  # fmt: skip
+            update(work, grad, first_bias, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
+        else:
+            loss, hits = rows_grad(grad, grad, ONE, idx, val, rp, pre, post, delta, lse, X,
+                                   scale, labels, target, order, r0, n, work, wc, geo, codes,
+                                   dscale)  # fmt: skip
+            update(work, grad, 0, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
+        refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF])
+        losses[j] = loss * lscale
+        correct[j] = hits
+
+
+@njit(cache=True, parallel=True)
+def train_loop_threads(work, wc, velocity, m, v, X, scale, labels, target, order,
+                       batch_size, lrs, step0, geo, codes, hyper, losses, correct,
+                       shards):  # fmt: skip
+    """train_loop with each batch split into `shards` slices of rows run in parallel."""
+    n_classes = geo[SIZES, geo.shape[1] - 1]
+    opt, arow = codes[3], codes[4]
+    n_rows = order.shape[0]
+    rows = -(-min(batch_size, n_rows) // shards)  # rows of the largest shard
+    pw = work.shape[0]
+    grads = np.zeros((shards, pw), np.float32)
+    idx = np.empty((shards, rows * X.shape[1] + LANES), np.uint32)
+    val = np.empty((shards, rows * X.shape[1] + LANES), np.float32)
+    rp = np.empty((shards, rows + 1), np.int64)
+    pre = np.zeros((shards, rows * arow), np.float32)
+    post = np.zeros((shards, rows * arow), np.float32)
+    delta = np.zeros((shards, rows * arow), np.float32)
+    lse = np.zeros((shards, rows), np.float32)
+    shard_loss = np.zeros(shards, np.float32)
+    shard_hits = np.zeros(shards, np.int64)
+    grad = np.zeros(pw, np.float32)
+    for j in range(losses.shape[0]):
+        r0 = j * batch_size
+        n = min(batch_size, n_rows - r0)
+        dscale, lscale = scales(codes, n, n_classes)
+        for s in prange(shards):
+            a = r0 + n * s // shards
+            b = r0 + n * (s + 1) // shards
+            g = grads[s]
+            shard_loss[s], shard_hits[s] = rows_grad(
+                g, g, ONE, idx[s], val[s], rp[s], pre[s], post[s], delta[s], lse[s], X, scale,
+                labels, target, order, a, b - a, work, wc, geo, codes, dscale,
+            )
+        loss = ZERO
+        hits = 0
+        for s in range(shards):  # fixed order: the same sums run after run
+            loss += shard_loss[s]
+            hits += shard_hits[s]
+            part = grads[s]
+            for p in range(pw):
+                grad[p] += part[p]
+                part[p] = ZERO
+        update(work, grad, 0, pw, velocity, m, v, opt, lrs[j], hyper, step0 + j + 1)
+        refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF])
+        losses[j] = loss * lscale
+        correct[j] = hits
+
+
+@njit(cache=True)
+def forward_block(out, work, X, scale, geo, codes, r0, n):
+    """out[r0:r0+n] = the network's output for X[r0:r0+n] (scratch allocated per block)."""
+    last = geo.shape[1] - 2
+    o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
+    arow = codes[4]
+    order = np.arange(r0, r0 + n)
+    idx = np.empty(n * X.shape[1] + LANES, np.uint32)
+    val = np.empty(n * X.shape[1] + LANES, np.float32)
+    rp = np.empty(n + 1, np.int64)
+    pre = np.zeros(n * arow, np.float32)
+    post = np.zeros(n * arow, np.float32)
+    lse = np.zeros(n, np.float32)
+    gather_nonzero(idx, val, rp, X, order, 0, n, geo[STRIDE, 0], scale)
+    net_forward(pre, post, n, idx, val, rp, work, geo, codes)
+    if codes[1] == SOFTMAX:
+        softmax(post, pre, o0, arow, n, m, s, lse)
+    for b in range(n):
+        for c in range(m):
+            out[r0 + b, c] = post[b * arow + o0 + c]
+
+
+@njit(cache=True, parallel=True)
+def forward_rows(out, work, X, scale, geo, codes, block):
+    """out[r] = the network's output for X[r], rows in parallel blocks of `block` rows."""
+    n_rows = X.shape[0]
+    for blk in prange((n_rows + block - 1) // block):
+        r0 = blk * block
+        forward_block(out, work, X, scale, geo, codes, r0, min(block, n_rows - r0))
+
+
+@njit(cache=True)
+def sum_rows(out, parts):
+    """out = parts[0] + parts[1] + ... in that order."""
+    out[:] = ZERO
+    for c in range(parts.shape[0]):
+        part = parts[c]
+        for p in range(out.shape[0]):
+            out[p] += part[p]
+
+
+@njit(cache=True)
+def loss_and_grads_chunk(g, work, wc, X, scale, labels, target, order, geo, codes, r0, end,
+                         block, dscale):  # fmt: skip
+    """g = gradient (summed, scaled by dscale) of rows order[r0:end], in blocks of rows;
+    returns the sum of their losses."""
+    arow = codes[4]
+    idx = np.empty(block * X.shape[1] + LANES, np.uint32)
+    val = np.empty(block * X.shape[1] + LANES, np.float32)
+    rp = np.empty(block + 1, np.int64)
+    pre = np.zeros(block * arow, np.float32)
+    post = np.zeros(block * arow, np.float32)
+    delta = np.zeros(block * arow, np.float32)
+    lse = np.zeros(block, np.float32)
+    g[:] = ZERO
+    total = ZERO
+    for start in range(r0, end, block):
+        loss, _ = rows_grad(g, g, ONE, idx, val, rp, pre, post, delta, lse, X, scale, labels,
+                            target, order, start, min(block, end - start), work, wc, geo, codes,
+                            dscale)  # fmt: skip
+        total += loss
+    return total
+
+
+@njit(cache=True, parallel=True)
+def loss_and_grads_rows(partial, losses, work, wc, X, scale, labels, target, order, geo, codes,
+                        chunk, block):  # fmt: skip
+    """Summed loss and gradient of the mean loss over the rows order (all of X), by chunks.
+
+    partial[c] and losses[c] get chunk c's share (the caller adds chunks in order); a
+    chunk goes through in blocks of `block` rows. Depends on chunk and block, not threads.
+    """
+    n_rows = order.shape[0]
+    dscale, _ = scales(codes, n_rows, geo[SIZES, geo.shape[1] - 1])
+    for c in prange(partial.shape[0]):
+        losses[c] = loss_and_grads_chunk(partial[c], work, wc, X, scale, labels, target, order,
+                                         geo, codes, c * chunk, min(n_rows, (c + 1) * chunk),
+                                         block, dscale)  # fmt: skip

@@ -1,0 +1,111 @@
+"""Print a pytest-benchmark JSON file as Markdown tables for the README.
+
+    python -m pytest benchmarks --benchmark --benchmark-json=bench.json
+    python scripts/bench_table.py bench.json
+
+One table per benchmark group: the median time per epoch (per pass of the 10,000 test
+images for inference; rows timed on a slice are scaled up, as recorded in each
+benchmark's extra_info) and the speed-up against NumPy and against PyTorch measured in
+the same run. Then the machine and the versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def seconds_per_epoch(bench: dict) -> float:
+    return bench["stats"]["median"] * bench.get("extra_info", {}).get("scale", 1.0)
+
+
+def label(bench: dict) -> str:
+    extra = bench.get("extra_info", {})
+    backend = extra.get("backend", bench["name"])
+    threads = extra.get("threads")
+    name = backend if threads in (None, "") else f"{backend}, threads={threads}"
+    rows, epoch = extra.get("rows"), extra.get("epoch_rows")
+    if rows and epoch and rows != epoch:
+        name += f" (timed on {rows:,} rows)"
+    return name
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds * 1000:.3g} ms"
+
+
+def ratio(reference: float | None, seconds: float) -> str:
+    if reference is None:
+        return "-"
+    value = reference / seconds
+    return f"{value:.3g}x"
+
+
+def group_table(group: str, benches: list[dict]) -> list[str]:
+    benches = sorted(benches, key=seconds_per_epoch)
+    by_backend = {b.get("extra_info", {}).get("backend"): seconds_per_epoch(b) for b in benches}
+    numpy_s, torch_s = by_backend.get("numpy"), by_backend.get("torch")
+    unit = "per pass" if group.startswith("inference") else "per epoch"
+    lines = [
+        f"### {group}",
+        "",
+        f"| | median {unit} | rounds | vs NumPy | vs PyTorch |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for bench in benches:
+        s = seconds_per_epoch(bench)
+        lines.append(
+            f"| {label(bench)} | {fmt_time(s)} | {bench['stats']['rounds']} | "
+            f"{ratio(numpy_s, s)} | {ratio(torch_s, s)} |"
+        )
+    return [*lines, ""]
+
+
+def machine_lines(data: dict) -> list[str]:
+    info = data.get("machine_info", {})
+    cpu = info.get("cpu", {})
+    extra = info.get("fastmlp", {})
+    versions = ", ".join(f"{k} {v}" for k, v in extra.get("versions", {}).items() if v)
+    lines = [
+        "### Machine",
+        "",
+        f"- CPU: {cpu.get('brand_raw', info.get('processor', '?'))}, "
+        f"{extra.get('cores', '?')} cores (Numba target {extra.get('numba_cpu', '?')}, "
+        f"{extra.get('numba_threads', '?')} threads)",
+        f"- {versions}" if versions else f"- Python {info.get('python_version', '?')}",
+        f"- data: {extra.get('data', '?')}; full run: {extra.get('full', '?')}",
+        f"- OpenBLAS environment: {extra.get('openblas_env') or 'none set'}; "
+        f"BLAS in use: {extra.get('blas', '?')}",
+        f"- run: {data.get('datetime', '?')}",
+    ]
+    commit = data.get("commit_info", {})
+    if commit.get("id"):
+        lines.append(f"- commit: {commit['id'][:12]}{' (dirty)' if commit.get('dirty') else ''}")
+    return [*lines, ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path, help="file written by --benchmark-json")
+    args = parser.parse_args(argv)
+    data = json.loads(args.json.read_text())
+    groups: dict[str, list[dict]] = {}
+    for bench in data.get("benchmarks", []):
+        groups.setdefault(bench.get("group") or "ungrouped", []).append(bench)
+    if not groups:
+        print(f"{args.json}: no benchmarks", file=sys.stderr)
+        return 1
+    out: list[str] = []
+    for group in sorted(groups, key=lambda g: (not g.startswith("train"), g)):
+        out += group_table(group, groups[group])
+    out += machine_lines(data)
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
