@@ -232,6 +232,7 @@ def write_results_json(path: Path, model: Any, history: Any, scores: dict, save_
         "test_accuracy": scores["accuracy"],
         "test_loss": scores["loss"],
         "train_seconds": history.train_seconds,
+        "warmup_seconds": history.warmup_seconds,
         "stop_reason": history.stop_reason,
         "options": history.options,
         "epochs": [

@@ -54,6 +54,8 @@ class History:
     Each entry of ``epochs`` has ``epoch``, ``loss`` and ``accuracy`` (running means over
     the epoch's batches), ``val_loss`` and ``val_accuracy`` (``None`` without validation
     data), ``lr`` (the last step's rate) and ``seconds`` (the epoch's training time).
+    ``warmup_seconds`` is the time of one throw-away step before the first epoch: the
+    kernels' compile time on a first run with the numba backend, milliseconds after.
     ``options`` records the arguments of the run. ``stop_reason`` is ``"completed"``, ``"early_stopping"``, ``"diverged"`` or
     ``"interrupted"``; ``message`` explains anything but a normal end.
     """
@@ -63,6 +65,7 @@ class History:
     stop_reason: str = "completed"
     message: str = ""
     train_seconds: float = 0.0
+    warmup_seconds: float = 0.0
 
     def __getitem__(self, key: str) -> list[Any]:
         """Keras-style column access: ``history["val_accuracy"]``."""
@@ -75,6 +78,7 @@ class History:
             "stop_reason": self.stop_reason,
             "message": self.message,
             "train_seconds": self.train_seconds,
+            "warmup_seconds": self.warmup_seconds,
         }
 
 
@@ -201,10 +205,13 @@ def fit(
     model.history = history
     best_loss, best_params, waited = math.inf, None, 0
     report = _Reporter(progress, validation is not None)
+    history.warmup_seconds = _warm_up(
+        model, inputs, targets, batch_size, rule, state, threads, validation
+    )
+    report.warmed_up(history.warmup_seconds)
     step = 0
     for epoch in range(epochs):
-        epoch_start_params = model.params.copy()
-        epoch_start_state = {k: v.copy() for k, v in state.items()}
+        epoch_start = _snapshot(model, state)
         order = rng.permutation(n) if shuffle else np.arange(n)
         rates = learning_rates(lr_schedule, lr, epoch, epochs, steps_per_epoch)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -214,10 +221,7 @@ def fit(
             for first in range(0, steps_per_epoch, batches_per_chunk):
                 last = min(first + batches_per_chunk, steps_per_epoch)
                 rows = order[first * batch_size : last * batch_size]
-                good_params, good_state = (
-                    model.params.copy(),
-                    {k: v.copy() for k, v in state.items()},
-                )
+                last_good = _snapshot(model, state)
                 # Overflow on the way to divergence is caught just below, with advice.
                 with np.errstate(all="ignore"):
                     losses, hits = model.kernels.train_steps(
@@ -234,9 +238,7 @@ def fit(
                         threads,
                     )
                 if not (np.isfinite(losses).all() and np.isfinite(model.params).all()):
-                    model.params[...] = good_params
-                    for key in state:
-                        state[key][...] = good_state[key]
+                    _restore(model, state, last_good)
                     history.stop_reason = "diverged"
                     history.message = (
                         f"training diverged in epoch {epoch + 1} (the loss became "
@@ -253,9 +255,7 @@ def fit(
                 seen += len(rows)
                 report.advance(bar, len(rows), loss_sum / seen)
         except KeyboardInterrupt:
-            model.params[...] = epoch_start_params
-            for key in state:
-                state[key][...] = epoch_start_state[key]
+            _restore(model, state, epoch_start)
             history.stop_reason = "interrupted"
             history.message = (
                 f"interrupted in epoch {epoch + 1}; keeping the {epoch} completed epoch(s)"
@@ -298,6 +298,52 @@ def fit(
     return history
 
 
+def _snapshot(model: MLP, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Copies of the parameters and optimizer state, to go back to."""
+    return model.params.copy(), {k: v.copy() for k, v in state.items()}
+
+
+def _restore(model: MLP, state: dict[str, np.ndarray], snapshot: tuple) -> None:
+    params, saved = snapshot
+    model.params[...] = params
+    for key in state:
+        state[key][...] = saved[key]
+
+
+def _warm_up(
+    model: MLP,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int,
+    rule: Optimizer,
+    state: dict[str, np.ndarray],
+    threads: int,
+    validation: tuple[Any, Any] | None,
+) -> float:
+    """Run one throw-away step and one prediction, so compiling (Numba's first call) is
+    timed apart from the first epoch. Returns the seconds it took."""
+    started = time.perf_counter()
+    rows = np.arange(min(batch_size, len(inputs)))
+    scratch_params, scratch_state = _snapshot(model, state)
+    with np.errstate(all="ignore"):
+        model.kernels.train_steps(
+            scratch_params,
+            scratch_state,
+            model.net,
+            inputs,
+            targets,
+            rows,
+            batch_size,
+            np.zeros(1, np.float32),
+            rule,
+            0,
+            threads,
+        )
+        if validation is not None:
+            model.kernels.forward(model.params, model.net, model.prepare_inputs(validation[0])[:1])
+    return time.perf_counter() - started
+
+
 class _Reporter:
     """A tqdm bar per epoch on a terminal, and a table row per epoch on stdout."""
 
@@ -305,6 +351,10 @@ class _Reporter:
         self.enabled = enabled
         self.with_validation = with_validation
         self.header_done = False
+
+    def warmed_up(self, seconds: float) -> None:
+        if self.enabled and seconds > 1.0:  # a first run: the kernels were compiled
+            print(f"compiled the kernels in {seconds:.1f} s (cached: later runs skip this)")
 
     def start_epoch(self, epoch: int, epochs: int, n: int) -> Any:
         if not (self.enabled and sys.stderr.isatty()):
