@@ -16,6 +16,18 @@ change.
 scratch; the partial gradients are then summed in shard order, so a run is repeatable
 for a given thread count. No thread writes where another one does.
 
+First compile (a first run's cold cache; the default run on 2 cores: train_loop ~4.8 s
+and forward_rows ~1 s, against 7.2 s and 3.6 s before these measures). Each compiled
+function has its own LLVM module, into which the code of every function it calls is
+linked, then optimised (O3) and emitted again: a chain train_loop -> rows_grad ->
+net_forward -> dense_forward paid for dense_forward at every level. So the thin glue
+(``rows_grad``, ``net_forward``, ``net_head``, ``net_backward``) is ``inline="always"``:
+typed straight into its caller, no module of its own (~2.8 s less). The layer kernels of
+:mod:`kernels.numba_net` stay separate functions, compiled once each: inlining them too
+made train_loop slower to compile (7.6 s: one huge function for LLVM). The epoch runs
+as fast either way. A literal argument (a ``0`` written in a call) compiles a kernel
+once more for its own type: pass an int64.
+
 Geometry ``geo`` (int64, 6 x (L+1), rows SIZES .. AOFF): see :mod:`kernels.numba_net`.
 ``codes`` (int64): activation, output, loss (0 cross-entropy, 1 mse), optimizer, arow.
 ``hyper`` (float64, as given): momentum, beta1, beta2, eps, weight_decay.
@@ -25,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.core.cpu import ParallelOptions
 
 from kernels.numba_net import (
     MOMENTUM,
@@ -51,9 +64,15 @@ from kernels.numba_simd import LANES
 f32 = np.float32
 CROSS_ENTROPY, MSE = 0, 1
 SIZES, STRIDE, WOFF, BOFF, COFF, AOFF = range(6)  # rows of geo
+# parallel=True would also turn every np.zeros of a function into a parallel loop, each one
+# a gufunc to compile (~1.2 s of train_loop_threads' first compile): only prange is wanted.
+PRANGE_ONLY = ParallelOptions(
+    {"prange": True, "comprehension": False, "reduction": False, "inplace_binop": False,
+     "setitem": False, "numpy": False, "stencil": False, "fusion": False}
+)  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def net_forward(pre, post, n, idx, val, rp, work, geo, codes):
     """pre/post = pre-activations and activations of every layer for n gathered rows.
 
@@ -75,7 +94,7 @@ def net_forward(pre, post, n, idx, val, rp, work, geo, codes):
             activation_forward(post, pre, o0, arow, n, m, s, out_act)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, scale, lse):
     """Loss of n rows into the output gradient delta (scaled by `scale`).
 
@@ -89,7 +108,7 @@ def net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, scale, 
     return mse(delta, post, pre, o0, arow, n, m, s, target, order, r0, scale, codes[1])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def net_backward(grad, w_first, alpha, pre, post, delta, n, idx, val, rp, wc, geo, codes):
     """Backpropagate the output gradient (in delta) of n rows, adding into grad.
 
@@ -116,31 +135,37 @@ def update(work, grad, lo, hi, velocity, m, v, opt, lr, hyper, step):
 
     The arithmetic is float32 except Adam's 1 - beta and bias corrections 1 - beta**step,
     computed once per step in float64 from the hyper-parameters as given (as PyTorch does).
+    The loops run over views starting at lo: an index from 0 is never negative, so LLVM
+    drops Numba's negative-index wraparound, which keeps ``range(lo, hi)`` from being
+    vectorised (14 ms more per epoch at batch 32 when every parameter is updated).
     """
     mu, wd = f32(hyper[0]), f32(hyper[4])
+    w, gr = work[lo:hi], grad[lo:hi]
     if opt == SGD:
-        for p in range(lo, hi):
-            g = grad[p] + wd * work[p]
-            work[p] -= lr * g
-            grad[p] = ZERO
+        for p in range(w.shape[0]):
+            g = gr[p] + wd * w[p]
+            w[p] -= lr * g
+            gr[p] = ZERO
     elif opt == MOMENTUM:
-        for p in range(lo, hi):
-            g = grad[p] + wd * work[p]
-            velocity[p] = mu * velocity[p] + g
-            work[p] -= lr * velocity[p]
-            grad[p] = ZERO
+        vel = velocity[lo:hi]
+        for p in range(w.shape[0]):
+            g = gr[p] + wd * w[p]
+            vel[p] = mu * vel[p] + g
+            w[p] -= lr * vel[p]
+            gr[p] = ZERO
     else:
         beta1, beta2, eps = f32(hyper[1]), f32(hyper[2]), f32(hyper[3])
         # 1 - beta in float64 first: 1 - float32(0.999) is 1.3e-5 away from 0.001
         rest1, rest2 = f32(1.0 - hyper[1]), f32(1.0 - hyper[2])
         c1 = f32(1.0 - hyper[1] ** step)
         c2 = f32(1.0 - hyper[2] ** step)
-        for p in range(lo, hi):
-            g = grad[p] + wd * work[p]
-            m[p] = beta1 * m[p] + rest1 * g
-            v[p] = beta2 * v[p] + rest2 * g * g
-            work[p] -= lr * (m[p] / c1) / (np.sqrt(v[p] / c2) + eps)
-            grad[p] = ZERO
+        m1, v1 = m[lo:hi], v[lo:hi]
+        for p in range(w.shape[0]):
+            g = gr[p] + wd * w[p]
+            m1[p] = beta1 * m1[p] + rest1 * g
+            v1[p] = beta2 * v1[p] + rest2 * g * g
+            w[p] -= lr * (m1[p] / c1) / (np.sqrt(v1[p] / c2) + eps)
+            gr[p] = ZERO
 
 
 @njit(cache=True)
@@ -151,7 +176,7 @@ def scales(codes, rows, n_classes):
     return TWO / (f32(rows) * f32(n_classes)), ONE / (f32(rows) * f32(n_classes))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rows_grad(grad, w_first, alpha, idx, val, rp, pre, post, delta, lse, X, scale, labels,
               target, order, r0, n, work, wc, geo, codes, dscale):  # fmt: skip
     """Gather, forward, loss and backward of rows order[r0:r0+n] (scratch sized for n rows).
@@ -184,28 +209,27 @@ def train_loop(work, wc, velocity, m, v, X, scale, labels, target, order, batch_
     delta = np.zeros(rows * arow, np.float32)
     lse = np.zeros(rows, np.float32)
     in_place = opt == SGD and f32(hyper[4]) == ZERO
-    first_bias = geo[BOFF, 0]  # the first layer's weights are work[0:first_bias]
+    # The first layer's weights are work[0:geo[BOFF, 0]]; in place, its weight gradient goes
+    # straight into them times -lr and update() skips them. Chosen here so that rows_grad
+    # (inlined) has one call site, not two copies, and `lo` is an int64 either way (a
+    # literal 0 argument compiles a second specialisation of update).
+    w_first = work if in_place else grad
+    lo = geo[BOFF, 0] if in_place else 0
     for j in range(losses.shape[0]):
         r0 = j * batch_size
         n = min(batch_size, n_rows - r0)
         lr = lrs[j]
+        alpha = -lr if in_place else ONE
         dscale, lscale = scales(codes, n, n_classes)
-        if in_place:
-            loss, hits = rows_grad(grad, work, -lr, idx, val, rp, pre, post, delta, lse, X,
-                                   scale, labels, target, order, r0, n, work, wc, geo, codes,
-                                   dscale)  # fmt: skip
-            update(work, grad, first_bias, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
-        else:
-            loss, hits = rows_grad(grad, grad, ONE, idx, val, rp, pre, post, delta, lse, X,
-                                   scale, labels, target, order, r0, n, work, wc, geo, codes,
-                                   dscale)  # fmt: skip
-            update(work, grad, 0, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
+        loss, hits = rows_grad(grad, w_first, alpha, idx, val, rp, pre, post, delta, lse, X, scale,
+                               labels, target, order, r0, n, work, wc, geo, codes, dscale)  # fmt: skip
+        update(work, grad, lo, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
         refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF])
         losses[j] = loss * lscale
         correct[j] = hits
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def train_loop_threads(work, wc, velocity, m, v, X, scale, labels, target, order,
                        batch_size, lrs, step0, geo, codes, hyper, losses, correct,
                        shards):  # fmt: skip
@@ -247,41 +271,41 @@ def train_loop_threads(work, wc, velocity, m, v, X, scale, labels, target, order
             for p in range(pw):
                 grad[p] += part[p]
                 part[p] = ZERO
-        update(work, grad, 0, pw, velocity, m, v, opt, lrs[j], hyper, step0 + j + 1)
+        # np.int64(0): a literal 0 would compile update once more (train_loop passes an int64)
+        update(work, grad, np.int64(0), pw, velocity, m, v, opt, lrs[j], hyper, step0 + j + 1)
         refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF])
         losses[j] = loss * lscale
         correct[j] = hits
 
 
-@njit(cache=True)
-def forward_block(out, work, X, scale, geo, codes, r0, n):
-    """out[r0:r0+n] = the network's output for X[r0:r0+n] (scratch allocated per block)."""
+@njit(cache=True, nogil=True)
+def forward_rows(out, work, X, scale, geo, codes, r0, r1, block):
+    """out[r] = the network's output for X[r], r0 <= r < r1, in blocks of `block` rows.
+
+    Serial and without the GIL: forward() runs one call per thread on a slice of the rows
+    (Python threads: a prange over blocks costs ~2.5 s more of first compile, its gufunc
+    re-optimising and re-emitting all the code below). A row's arithmetic does not depend
+    on its block, so the slicing does not change the output.
+    """
     last = geo.shape[1] - 2
     o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
     arow = codes[4]
-    order = np.arange(r0, r0 + n)
-    idx = np.empty(n * X.shape[1] + LANES, np.uint32)
-    val = np.empty(n * X.shape[1] + LANES, np.float32)
-    rp = np.empty(n + 1, np.int64)
-    pre = np.zeros(n * arow, np.float32)
-    post = np.zeros(n * arow, np.float32)
-    lse = np.zeros(n, np.float32)
-    gather_nonzero(idx, val, rp, X, order, 0, n, geo[STRIDE, 0], scale)
-    net_forward(pre, post, n, idx, val, rp, work, geo, codes)
-    if codes[1] == SOFTMAX:
-        softmax(post, pre, o0, arow, n, m, s, lse)
-    for b in range(n):
-        for c in range(m):
-            out[r0 + b, c] = post[b * arow + o0 + c]
-
-
-@njit(cache=True, parallel=True)
-def forward_rows(out, work, X, scale, geo, codes, block):
-    """out[r] = the network's output for X[r], rows in parallel blocks of `block` rows."""
-    n_rows = X.shape[0]
-    for blk in prange((n_rows + block - 1) // block):
-        r0 = blk * block
-        forward_block(out, work, X, scale, geo, codes, r0, min(block, n_rows - r0))
+    idx = np.empty(block * X.shape[1] + LANES, np.uint32)
+    val = np.empty(block * X.shape[1] + LANES, np.float32)
+    rp = np.empty(block + 1, np.int64)
+    pre = np.zeros(block * arow, np.float32)
+    post = np.zeros(block * arow, np.float32)
+    lse = np.zeros(block, np.float32)
+    order = np.arange(r0, r1)  # the rows in order: X[order[start - r0 + b]] is X[start + b]
+    for start in range(r0, r1, block):
+        n = min(block, r1 - start)
+        gather_nonzero(idx, val, rp, X, order, start - r0, n, geo[STRIDE, 0], scale)
+        net_forward(pre, post, n, idx, val, rp, work, geo, codes)
+        if codes[1] == SOFTMAX:
+            softmax(post, pre, o0, arow, n, m, s, lse)
+        for b in range(n):
+            for c in range(m):
+                out[start + b, c] = post[b * arow + o0 + c]
 
 
 @njit(cache=True)
@@ -317,7 +341,7 @@ def loss_and_grads_chunk(g, work, wc, X, scale, labels, target, order, geo, code
     return total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def loss_and_grads_rows(partial, losses, work, wc, X, scale, labels, target, order, geo, codes,
                         chunk, block):  # fmt: skip
     """Summed loss and gradient of the mean loss over the rows order (all of X), by chunks.

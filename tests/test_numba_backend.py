@@ -9,11 +9,14 @@ inputs skipped), the threaded batch split, the vector exp of the softmax.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
+import types
 
 import numpy as np
 import pytest
+from numba import types as nbtypes
 
 import kernels
 from kernels import ACTIVATIONS, Net, Optimizer, optimizer_state
@@ -158,6 +161,26 @@ def test_forward_of_ten_thousand_rows_matches_numpy():
     np.testing.assert_array_equal(nb.forward(params, net, X), out)  # blocks: same every time
 
 
+@pytest.mark.parametrize("n", [1, 1023, 2048, 5001])
+def test_forward_is_the_same_in_any_number_of_threads(n):
+    """forward splits the rows between Python threads (FORWARD_MIN_ROWS or more each)."""
+    import numba
+
+    net, X, _, params = problem((784, 16, 16, 10), "relu", "softmax", "cross_entropy", n, True,
+                                11)  # fmt: skip
+    before = numba.get_num_threads()
+    try:
+        outs = []
+        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(threads)
+            outs.append(nb.forward(params, net, X))
+    finally:
+        numba.set_num_threads(before)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    np.testing.assert_allclose(outs[0], npb.forward(params, net, X), rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("uint8", [True, False])
 def test_loss_and_grads_over_many_chunks_matches_numpy(uint8):
     net, X, targets, params = problem((784, 16, 16, 10), "tanh", "softmax", "cross_entropy",
@@ -203,12 +226,30 @@ def test_bad_arguments_are_refused():
 # ---------------------------------------------------------------------------------------
 
 
+@functools.cache
+def uninlined():
+    """numba_train's namespace with its inline="always" glue (rows_grad, net_forward, ...)
+    turned into ordinary compiled functions: an inlined function is typed inside its
+    callers and records no signatures of its own to inspect."""
+    import numba
+
+    from kernels import numba_train
+
+    scope = dict(vars(numba_train))
+    for name, kernel in vars(numba_train).items():
+        if getattr(kernel, "targetoptions", {}).get("inline") == "always":
+            code = kernel.py_func.__code__
+            scope[name] = numba.njit(types.FunctionType(code, scope, name))
+    return scope
+
+
 def hot_kernels():
     """The compiled kernels a training step and a forward pass run, callers before callees."""
-    from kernels import numba_net, numba_train
+    from kernels import numba_net
 
-    for name in ["train_loop", "rows_grad", "scales", "net_forward", "net_head", "net_backward"]:
-        yield name, getattr(numba_train, name)
+    for name in ["train_loop", "forward_rows", "rows_grad", "scales", "net_forward", "net_head",
+                 "net_backward"]:  # fmt: skip
+        yield name, uninlined()[name]
     for name in ["gather_nonzero", "sparse_forward", "sparse_backward", "dense_forward",
                  "dense_backward", "bias_backward", "activation_forward", "activation_backward",
                  "softmax_xent", "mse", "softmax", "argmax"]:  # fmt: skip
@@ -229,11 +270,15 @@ def typed_source(kernel, sig):
 
     A fresh, uncached copy is compiled (cached code cannot be inspected); compiling it
     types the kernels it calls, which records their signatures (a kernel loaded from the
-    on-disk cache never compiles its callees in this process).
+    on-disk cache never compiles its callees in this process). Kernels of numba_train call
+    the uninlined() glue, so that its signatures are recorded too.
     """
     import numba
 
-    fresh = numba.njit(kernel.py_func)
+    func = kernel.py_func
+    if func.__module__ == "kernels.numba_train":
+        func = types.FunctionType(func.__code__, uninlined(), func.__name__)
+    fresh = numba.njit(func)
     fresh.compile(sig)
     text = io.StringIO()
     fresh.inspect_types(file=text)
@@ -241,15 +286,17 @@ def typed_source(kernel, sig):
 
 
 def test_no_float64_in_hot_kernels():
-    from numba import types
-
     run_every_path()
     for name, kernel in hot_kernels():  # callers first: typing them records the callees
         assert kernel.signatures, f"{name} was never compiled"
         for sig in kernel.signatures:
             # hyper (float64 as given) only goes through train_loop to update
-            args = [t for t in sig if not (name == "train_loop" and t == types.float64[::1])]
+            args = [t for t in sig if not (name == "train_loop" and t == nbtypes.float64[::1])]
             assert "float64" not in str(args), f"{name}{sig}: a float64 argument"
+            # a literal argument (a 0 written in a call) compiles the kernel once more, for
+            # nothing: ~0.2 s more of a first run's compile each
+            literals = [t for t in sig if isinstance(t, nbtypes.Literal)]
+            assert not literals, f"{name}{sig}: a specialisation for a literal argument"
             source = typed_source(kernel, sig).splitlines()[1:]  # [0]: the signature
             lines = [
                 line for line in source
@@ -268,8 +315,9 @@ def test_update_is_float32_but_for_its_per_step_constants():
         typed_source(numba_train.train_loop, sig)  # records update's signatures
     assert numba_train.update.signatures
     for sig in numba_train.update.signatures:
-        body = typed_source(numba_train.update, sig).split("for p in range(lo, hi)")[1:]
+        assert not [t for t in sig if isinstance(t, nbtypes.Literal)], f"update{sig}: a literal"
+        body = typed_source(numba_train.update, sig).split("for p in range(w.shape[0])")[1:]
         assert len(body) == 3
         for loop in body:
-            loop = loop.split("grad[p] = ZERO")[0]
+            loop = loop.split("gr[p] = ZERO")[0]
             assert "float64" not in loop
