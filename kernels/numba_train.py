@@ -129,7 +129,10 @@ def net_backward(grad, w_first, alpha, pre, post, delta, n, idx, val, rp, wc, ge
     sparse_backward(w_first, geo[WOFF, 0], delta, o0, arow, n, idx, val, rp, alpha, s)
 
 
-@njit(cache=True)
+# error_model="numpy": a float division by zero gives inf as in NumPy (the trainer
+# watches for divergence) instead of raising, and without that check in the loop
+# LLVM vectorises Adam's update: 146 ms -> 12 ms per 1,875 steps of 12,730 parameters.
+@njit(cache=True, error_model="numpy")
 def update(work, grad, lo, hi, velocity, m, v, opt, lr, hyper, step):
     """One optimizer step on work[lo:hi] with grad[lo:hi], which is then zeroed.
 
