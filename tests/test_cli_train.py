@@ -148,7 +148,9 @@ def test_input_size_comes_from_the_data(tmp_path):
         (["train", "--epochs", "-1"], "--epochs: must be at least 1"),
         (["train", "--activation", "gelu"], "invalid choice: 'gelu'"),
         (["train", "--hidden", "16,x"], "expected widths like 16,16"),
-        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--lr", "nan"], "--lr: must be a finite number"),
+        (["train", "--lr", "-1"], "--lr: must be a number > 0, got -1"),
+        (["train", "--weight-decay", "-1"], "--weight-decay: must be a number >= 0"),
         (
             ["train", "--resume", "no-such-model.safetensors", "--no-download"],
             "no-such-model.safetensors",
