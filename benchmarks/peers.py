@@ -9,6 +9,7 @@ import kernels
 from kernels import Net, Optimizer, optimizer_state
 
 LR = 0.1
+LRS = {"sgd": LR, "momentum": 0.02, "adam": 1e-3}  # rates each optimizer trains well at
 
 
 def info(benchmark, backend, threads, rows, batch=32, hidden=16, epoch_rows=60_000):
@@ -22,14 +23,16 @@ def info(benchmark, backend, threads, rows, batch=32, hidden=16, epoch_rows=60_0
 class KernelTrainer:
     """One epoch of train_steps of a fastmlp backend over rows of X (a fresh shuffle each)."""
 
-    def __init__(self, backend, X, y, rows, batch=32, hidden=16, threads=1, seed=0):
+    def __init__(self, backend, X, y, rows, batch=32, hidden=16, threads=1, seed=0,
+                 optimizer="sgd"):  # fmt: skip
         self.kb = kernels.backend(backend)
         self.net = Net((X.shape[1], hidden, hidden, 10))
         self.params = np.empty(self.net.n_params, np.float32)
         kernels.backend("numpy").init_params(self.params, self.net, "he_uniform", seed)
-        self.state = optimizer_state(self.net, "sgd")
+        self.optimizer = Optimizer(optimizer)
+        self.state = optimizer_state(self.net, optimizer)
         self.X, self.y, self.rows, self.batch, self.threads = X, y, rows, batch, threads
-        self.lrs = np.full(-(-rows // batch), LR, np.float32)
+        self.lrs = np.full(-(-rows // batch), LRS[optimizer], np.float32)
         self.rng = np.random.default_rng(seed)
         self.losses = None
 
@@ -39,7 +42,7 @@ class KernelTrainer:
     def epoch(self, order):
         self.losses, _ = self.kb.train_steps(
             self.params, self.state, self.net, self.X, self.y, order, self.batch, self.lrs,
-            Optimizer("sgd"), 0, self.threads,
+            self.optimizer, 0, self.threads,
         )  # fmt: skip
 
 
@@ -58,7 +61,8 @@ class TorchTrainer:
     """The usual PyTorch loop: nn.Sequential, CrossEntropyLoss, optim.SGD, tensors pre-made
     (pixels / 255 as float32, once), batches by slicing a shuffled index, no DataLoader."""
 
-    def __init__(self, torch, X, y, rows, batch=32, hidden=16, threads=2, seed=0):
+    def __init__(self, torch, X, y, rows, batch=32, hidden=16, threads=2, seed=0,
+                 optimizer="sgd"):  # fmt: skip
         self.torch = torch
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -68,7 +72,12 @@ class TorchTrainer:
             nn.Linear(hidden, 10),
         )  # fmt: skip
         self.loss = nn.CrossEntropyLoss()
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        parameters, lr = self.model.parameters(), LRS[optimizer]
+        self.opt = {
+            "sgd": lambda: torch.optim.SGD(parameters, lr=lr),
+            "momentum": lambda: torch.optim.SGD(parameters, lr=lr, momentum=0.9),
+            "adam": lambda: torch.optim.Adam(parameters, lr=lr),
+        }[optimizer]()
         self.X = torch.from_numpy(X.astype(np.float32) / np.float32(255))
         self.y = torch.from_numpy(np.asarray(y, np.int64))
         self.rows, self.batch = rows, batch

@@ -1,4 +1,5 @@
-"""How cost grows with the batch size (1, 32, 256) and the hidden width (16, 64, 256):
+"""How cost grows with the batch size (1, 32, 256), the hidden width (16, 64, 256) and
+the optimizer (plain SGD is test_bench_train's group; momentum and Adam here):
 numba against NumPy and PyTorch. Where BLAS has real matrices to multiply (wide layers,
 big batches) NumPy and PyTorch close the gap or win: the table says so."""
 
@@ -18,13 +19,15 @@ PEERS = [
 ]
 
 
-def timed_epoch(run, benchmark, data, backend, threads, batch, hidden, rows, group, rounds):
+def timed_epoch(run, benchmark, data, backend, threads, batch, hidden, rows, group, rounds,
+                optimizer="sgd"):  # fmt: skip
     rows = min(rows, len(data["X"]))
+    shape = (data["X"], data["y"], rows, batch, hidden, threads)
     if backend == "torch":
         torch = pytest.importorskip("torch")
-        trainer = TorchTrainer(torch, data["X"], data["y"], rows, batch, hidden, threads)
+        trainer = TorchTrainer(torch, *shape, optimizer=optimizer)
     else:
-        trainer = KernelTrainer(backend, data["X"], data["y"], rows, batch, hidden, threads)
+        trainer = KernelTrainer(backend, *shape, optimizer=optimizer)
     benchmark.group = group
     info(benchmark, backend, threads, rows, batch=batch, hidden=hidden)
     run(trainer.epoch, setup=trainer.setup, rounds=rounds)
@@ -47,3 +50,12 @@ def test_hidden_width(run, benchmark, data, backend, threads, hidden):
     """784-H-H-10 at batch 32, one epoch (H = 16 is test_bench_train's group)."""
     group = f"scaling: hidden {hidden}, 784-{hidden}-{hidden}-10, batch 32, one epoch"
     timed_epoch(run, benchmark, data, backend, threads, 32, hidden, len(data["X"]), group, 3)
+
+
+@pytest.mark.parametrize(("backend", "threads"), PEERS)
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_optimizer(run, benchmark, data, backend, threads, optimizer):
+    """784-16-16-10 at batch 32, one epoch, with per-parameter optimizer state."""
+    group = f"scaling: {optimizer}, 784-16-16-10, batch 32, one epoch"
+    timed_epoch(run, benchmark, data, backend, threads, 32, 16, len(data["X"]), group, 3,
+                optimizer)  # fmt: skip
