@@ -72,7 +72,7 @@ def hidden_sizes(text: str) -> list[int]:
 
 
 def add_train_parser(subparsers: Any) -> None:
-    from fastmlp.training import SCHEDULES
+    from fastmlp.schedules import SCHEDULES
     from kernels import ACTIVATIONS, BACKENDS, OPTIMIZERS
 
     p = subparsers.add_parser(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -17,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastmlp.progress import Reporter
+from fastmlp.schedules import SCHEDULES, learning_rates
 from kernels.layout import OPTIMIZERS, Optimizer, optimizer_state
 
 if TYPE_CHECKING:
     from fastmlp.model import MLP
 
-SCHEDULES: tuple[str, ...] = ("step", "cosine", "onecycle")
 # How many kernel calls an epoch is cut into: often enough for a live progress bar and
 # divergence checks, rarely enough that the calls cost nothing next to the arithmetic.
 CHUNKS_PER_EPOCH = 20
@@ -80,36 +80,6 @@ class History:
             "train_seconds": self.train_seconds,
             "warmup_seconds": self.warmup_seconds,
         }
-
-
-def learning_rates(
-    schedule: str | None, lr: float, epoch: int, epochs: int, steps_per_epoch: int
-) -> np.ndarray:
-    """Learning rate of every step of ``epoch`` (0-based), as float32.
-
-    ``None``: constant. ``"step"``: divided by 10 every third of the run (PyTorch StepLR).
-    ``"cosine"``: cosine decay to zero over all steps. ``"onecycle"``: PyTorch OneCycleLR's
-    defaults, warm-up from lr/25 over the first 30% of steps, cosine down to lr/25e4.
-    """
-    total = epochs * steps_per_epoch
-    step = np.arange(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch, dtype=np.float64)
-    if schedule is None:
-        rates = np.full(steps_per_epoch, lr)
-    elif schedule == "step":
-        step_size = max(1, math.ceil(epochs / 3))
-        rates = np.full(steps_per_epoch, lr * 0.1 ** (epoch // step_size))
-    elif schedule == "cosine":
-        rates = 0.5 * lr * (1 + np.cos(np.pi * step / total))
-    elif schedule == "onecycle":
-        start, end = lr / 25, lr / 25e4
-        warm = max(1.0, 0.3 * total)
-        up = start + (lr - start) * 0.5 * (1 - np.cos(np.pi * step / warm))
-        progress = np.clip((step - warm) / max(1.0, total - warm), 0, 1)
-        down = end + (lr - end) * 0.5 * (1 + np.cos(np.pi * progress))
-        rates = np.where(step < warm, up, down)
-    else:
-        raise ValueError(f"unknown lr_schedule {schedule!r}; choose None or one of {SCHEDULES}")
-    return rates.astype(np.float32)
 
 
 def default_threads() -> int:
@@ -204,7 +174,7 @@ def fit(
     )
     model.history = history
     best_loss, best_params, waited = math.inf, None, 0
-    report = _Reporter(progress, validation is not None)
+    report = Reporter(progress, validation is not None)
     history.warmup_seconds = _warm_up(
         model, inputs, targets, batch_size, rule, state, threads, validation
     )
@@ -342,53 +312,6 @@ def _warm_up(
         if validation is not None:
             model.kernels.forward(model.params, model.net, model.prepare_inputs(validation[0])[:1])
     return time.perf_counter() - started
-
-
-class _Reporter:
-    """A tqdm bar per epoch on a terminal, and a table row per epoch on stdout."""
-
-    def __init__(self, enabled: bool, with_validation: bool) -> None:
-        self.enabled = enabled
-        self.with_validation = with_validation
-        self.header_done = False
-
-    def warmed_up(self, seconds: float) -> None:
-        if self.enabled and seconds > 1.0:  # a first run: the kernels were compiled
-            print(f"compiled the kernels in {seconds:.1f} s (cached: later runs skip this)")
-
-    def start_epoch(self, epoch: int, epochs: int, n: int) -> Any:
-        if not (self.enabled and sys.stderr.isatty()):
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit="img", leave=False)
-
-    def advance(self, bar: Any, rows: int, loss: float) -> None:
-        if bar is not None:
-            bar.update(rows)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-
-    def close(self, bar: Any) -> None:
-        if bar is not None:
-            bar.close()
-
-    def epoch_line(self, entry: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        if not self.header_done:
-            val = f" {'val_loss':>9} {'val_acc':>8}" if self.with_validation else ""
-            print(f"{'epoch':>5} {'loss':>8} {'acc':>8}{val} {'seconds':>8}", flush=True)
-            self.header_done = True
-        val = (
-            f" {entry['val_loss']:9.4f} {entry['val_accuracy']:8.2%}"
-            if self.with_validation
-            else ""
-        )
-        print(
-            f"{entry['epoch']:5d} {entry['loss']:8.4f} {entry['accuracy']:8.2%}{val} "
-            f"{entry['seconds']:8.3f}",
-            flush=True,
-        )
 
 
 def _first_bad(losses: np.ndarray) -> str:

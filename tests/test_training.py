@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fastmlp import MLP
-from fastmlp.training import EarlyStopping, learning_rates
+from fastmlp.schedules import learning_rates
+from fastmlp.training import EarlyStopping
 from tests.kernel_helpers import available_backends
 
 
