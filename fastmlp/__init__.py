@@ -23,7 +23,7 @@ _EXPORTS = {
     "read_idx": "fastmlp.idx",
     "write_idx": "fastmlp.idx",
     "load_mnist": "fastmlp.data",
-    "download_mnist": "fastmlp.data",
+    "download_mnist": "fastmlp.download",
     "find_data_dir": "fastmlp.data",
     "MLP": "fastmlp.model",
     "History": "fastmlp.training",

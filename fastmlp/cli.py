@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 def cmd_download(args: argparse.Namespace) -> int:
     """``fastmlp download``: fetch the MNIST files missing from the data folder."""
-    from fastmlp.data import data_info, download_mnist
+    from fastmlp.data import data_info
+    from fastmlp.download import download_mnist
 
     folder = download_mnist(args.data_dir, mirrors=args.mirror or None, progress=not args.quiet)
     if not args.quiet:

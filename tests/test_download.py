@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 import fastmlp.data as data
-from fastmlp.data import DownloadError, MissingDataError, download_mnist, load_mnist
+import fastmlp.download as download
+from fastmlp.data import DownloadError, MissingDataError, load_mnist
+from fastmlp.download import download_mnist
 from fastmlp.idx import read_idx, write_idx
 
 STEMS = ("train-images", "train-labels", "t10k-images", "t10k-labels")
@@ -210,7 +212,7 @@ def test_interrupt_leaves_no_temporary_file(tmp_path, server, fake, monkeypatch)
         out.write(response.read(10))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "_copy", interrupted)
+    monkeypatch.setattr(download, "_copy", interrupted)
     folder = tmp_path / "data"
     folder.mkdir()
     with pytest.raises(KeyboardInterrupt):
@@ -275,7 +277,7 @@ def test_no_mirrors_is_a_value_error(tmp_path):
 
 
 def test_default_mirrors_and_checksums():
-    assert data.DEFAULT_MIRRORS == (
+    assert download.DEFAULT_MIRRORS == (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     )
