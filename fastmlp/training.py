@@ -82,12 +82,6 @@ class History:
         }
 
 
-def default_threads() -> int:
-    """Threads the kernels may use: NUMBA_NUM_THREADS if set, else every core."""
-    value = os.environ.get("NUMBA_NUM_THREADS")
-    return int(value) if value and value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
-
-
 def fit(
     model: MLP,
     X: Any,
@@ -133,7 +127,7 @@ def fit(
     progress : bool
         A progress bar on a terminal and one summary line per epoch on stdout.
     threads : int, optional
-        Threads the kernels may use (default: NUMBA_NUM_THREADS, else every core).
+        Threads the kernels may use (default: every core, capped by NUMBA_NUM_THREADS).
 
     Returns
     -------
@@ -150,10 +144,12 @@ def fit(
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        validation = validation_data
+        # Prepared once: evaluating every epoch then converts nothing.
+        validation = (model.prepare_inputs(validation_data[0]), validation_data[1])
     rule = Optimizer(optimizer, momentum=momentum, weight_decay=weight_decay)
     state = optimizer_state(model.net, optimizer)
-    threads = threads or default_threads()
+    # Every core by default; the numba backend caps it at NUMBA_NUM_THREADS itself.
+    threads = threads or os.cpu_count() or 1
     n = inputs.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
     batches_per_chunk = max(1, math.ceil(steps_per_epoch / CHUNKS_PER_EPOCH))
@@ -310,7 +306,7 @@ def _warm_up(
             threads,
         )
         if validation is not None:
-            model.kernels.forward(model.params, model.net, model.prepare_inputs(validation[0])[:1])
+            model.kernels.forward(model.params, model.net, validation[0][:1])
     return time.perf_counter() - started
 
 
