@@ -189,11 +189,7 @@ class MLP:
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class ids; for one sigmoid output, 1 where the output exceeds 0.5."""
         outputs = self.feedforward(X)
-        if self.output == "identity":
-            return outputs
-        if outputs.shape[1] == 1:
-            return (outputs[:, 0] > 0.5).astype(np.int64)
-        return outputs.argmax(axis=1)
+        return outputs if self.output == "identity" else _classes(outputs)
 
     def evaluate(self, X: Any, y: Any) -> dict[str, Any]:
         """Mean loss, accuracy and confusion matrix (rows: true class, columns: predicted)."""
@@ -203,14 +199,9 @@ class MLP:
         loss = _loss_from_outputs(outputs, targets, self.loss)
         if self.output == "identity":
             return {"loss": loss, "accuracy": float("nan"), "confusion_matrix": None}
-        if outputs.shape[1] == 1:
-            predicted = (outputs[:, 0] > 0.5).astype(np.int64)
-            true = (targets[:, 0] > 0.5).astype(np.int64)
-            n_classes = 2
-        else:
-            predicted = outputs.argmax(axis=1)
-            true = targets if targets.ndim == 1 else targets.argmax(axis=1)
-            n_classes = outputs.shape[1]
+        predicted = _classes(outputs)
+        true = targets if targets.ndim == 1 else _classes(targets)
+        n_classes = max(2, outputs.shape[1])  # one sigmoid output tells two classes apart
         confusion = np.zeros((n_classes, n_classes), np.int64)
         np.add.at(confusion, (true, predicted), 1)
         return {
@@ -298,6 +289,13 @@ class MLP:
         from fastmlp.modelfile import load_model
 
         return load_model(path, backend=backend)
+
+
+def _classes(rows: np.ndarray) -> np.ndarray:
+    """Class id of each row: the largest column, or for one column, whether it exceeds 0.5."""
+    if rows.shape[1] == 1:
+        return (rows[:, 0] > 0.5).astype(np.int64)
+    return rows.argmax(axis=1)
 
 
 def _all_whole(y: np.ndarray) -> bool:
