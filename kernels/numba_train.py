@@ -194,6 +194,21 @@ def rows_grad(grad, w_first, alpha, idx, val, rp, pre, post, delta, lse, X, scal
     return loss, hits
 
 
+@njit(cache=True, inline="always")
+def row_scratch(rows, n_inputs, arow):
+    """Scratch for a block of `rows` rows: their gathered non-zero inputs (idx, val, row
+    starts rp), pre- and post-activations and deltas of every layer, and each row's
+    log-sum-exp. Allocated once per call, reused for every block."""
+    idx = np.empty(rows * n_inputs + LANES, np.uint32)
+    val = np.empty(rows * n_inputs + LANES, np.float32)
+    rp = np.empty(rows + 1, np.int64)
+    pre = np.zeros(rows * arow, np.float32)
+    post = np.zeros(rows * arow, np.float32)
+    delta = np.zeros(rows * arow, np.float32)
+    lse = np.zeros(rows, np.float32)
+    return idx, val, rp, pre, post, delta, lse
+
+
 @njit(cache=True)
 def train_loop(work, wc, velocity, m, v, X, scale, labels, target, order, batch_size, lrs,
                step0, geo, codes, hyper, losses, correct):  # fmt: skip
@@ -204,13 +219,7 @@ def train_loop(work, wc, velocity, m, v, X, scale, labels, target, order, batch_
     rows = min(batch_size, n_rows)
     pw = work.shape[0]
     grad = np.zeros(pw, np.float32)
-    idx = np.empty(rows * X.shape[1] + LANES, np.uint32)
-    val = np.empty(rows * X.shape[1] + LANES, np.float32)
-    rp = np.empty(rows + 1, np.int64)
-    pre = np.zeros(rows * arow, np.float32)
-    post = np.zeros(rows * arow, np.float32)
-    delta = np.zeros(rows * arow, np.float32)
-    lse = np.zeros(rows, np.float32)
+    idx, val, rp, pre, post, delta, lse = row_scratch(rows, X.shape[1], arow)
     in_place = opt == SGD and f32(hyper[4]) == ZERO
     # The first layer's weights are work[0:geo[BOFF, 0]]; in place, its weight gradient goes
     # straight into them times -lr and update() skips them. Chosen here so that rows_grad
@@ -293,12 +302,7 @@ def forward_rows(out, work, X, scale, geo, codes, r0, r1, block):
     last = geo.shape[1] - 2
     o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
     arow = codes[4]
-    idx = np.empty(block * X.shape[1] + LANES, np.uint32)
-    val = np.empty(block * X.shape[1] + LANES, np.float32)
-    rp = np.empty(block + 1, np.int64)
-    pre = np.zeros(block * arow, np.float32)
-    post = np.zeros(block * arow, np.float32)
-    lse = np.zeros(block, np.float32)
+    idx, val, rp, pre, post, _, lse = row_scratch(block, X.shape[1], arow)
     order = np.arange(r0, r1)  # the rows in order: X[order[start - r0 + b]] is X[start + b]
     for start in range(r0, r1, block):
         n = min(block, r1 - start)
@@ -327,13 +331,7 @@ def loss_and_grads_chunk(g, work, wc, X, scale, labels, target, order, geo, code
     """g = gradient (summed, scaled by dscale) of rows order[r0:end], in blocks of rows;
     returns the sum of their losses."""
     arow = codes[4]
-    idx = np.empty(block * X.shape[1] + LANES, np.uint32)
-    val = np.empty(block * X.shape[1] + LANES, np.float32)
-    rp = np.empty(block + 1, np.int64)
-    pre = np.zeros(block * arow, np.float32)
-    post = np.zeros(block * arow, np.float32)
-    delta = np.zeros(block * arow, np.float32)
-    lse = np.zeros(block, np.float32)
+    idx, val, rp, pre, post, delta, lse = row_scratch(block, X.shape[1], arow)
     g[:] = ZERO
     total = ZERO
     for start in range(r0, end, block):
