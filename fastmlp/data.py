@@ -1,4 +1,7 @@
-"""MNIST on disk: where it is looked for and how it is loaded (downloading: fastmlp.download).
+"""MNIST on disk: what the data folder holds and how it is loaded.
+
+The folder's location, the file names, their checksums and fetching them belong to
+:mod:`fastmlp.download` (this module imports it, never the reverse).
 
 The data folder is, in order: the ``data_dir`` argument, the ``FASTMLP_DATA``
 environment variable, then a per-user cache (``$XDG_CACHE_HOME/fastmlp/mnist``, else
@@ -16,6 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmlp.download import (
+    FILES,
+    SHA256,
+    SOURCES,
+    DownloadError,
+    MissingDataError,
+    download_mnist,
+    find_files,
+    locate_data_dir,
+    where_to_put,
+)
 from fastmlp.idx import IDXError, read_idx
 
 __all__ = [
@@ -28,35 +42,10 @@ __all__ = [
     "load_mnist",
     "FILES",
     "SHA256",
+    "SOURCES",
+    "find_files",
+    "where_to_put",
 ]
-
-#: The four files, by stem, with the rest of their standard name.
-FILES: dict[str, str] = {
-    "train-images": "idx3-ubyte",
-    "train-labels": "idx1-ubyte",
-    "t10k-images": "idx3-ubyte",
-    "t10k-labels": "idx1-ubyte",
-}
-
-#: sha256 of each file's decompressed content, checked on download. Tests replace it.
-SHA256: dict[str, str] = {
-    "train-images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-
-#: Labels of the argument/environment/cache choice, as :func:`locate_data_dir` gives them.
-SOURCES = ("argument", "FASTMLP_DATA", "user cache")
-
-
-class MissingDataError(FileNotFoundError):
-    """MNIST files are missing; the message says where to put them."""
-
-
-class DownloadError(MissingDataError):
-    """No mirror gave a good copy; the message lists what each one answered."""
-
 
 @dataclass(frozen=True)
 class DataInfo:
@@ -97,32 +86,6 @@ class DataInfo:
         if self.missing:
             out.append(f"  run 'fastmlp download', or put the files in {self.folder}")
         return out
-
-
-def locate_data_dir(data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
-    """The data folder and how it was chosen.
-
-    Parameters
-    ----------
-    data_dir : str or os.PathLike, optional
-        Used when given, whether or not it exists.
-
-    Returns
-    -------
-    (Path, str)
-        The absolute folder, and ``"argument"``, ``"FASTMLP_DATA"`` or ``"user cache"``.
-    """
-    if data_dir is not None:
-        if not os.fspath(data_dir):
-            raise ValueError("data_dir is an empty string")
-        return Path(data_dir).expanduser().absolute(), "argument"
-    env = os.environ.get("FASTMLP_DATA")
-    if env:
-        return Path(env).expanduser().absolute(), "FASTMLP_DATA"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    # The XDG spec says to ignore a relative XDG_CACHE_HOME.
-    cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return cache / "fastmlp" / "mnist", "user cache"
 
 
 def find_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -189,8 +152,6 @@ def load_mnist(
     if info.missing:
         if not download:
             raise MissingDataError(_missing_message(info))
-        from fastmlp.download import download_mnist  # only now: it pulls in urllib
-
         download_mnist(info.folder)
         info = DataInfo(info.folder, info.source, find_files(info.folder))
         if info.missing:  # a file vanished between download and now
@@ -208,6 +169,8 @@ def load_mnist(
             raise IDXError(
                 f"{labels_path}: labels must be 1-D uint8, got {labels.ndim}-D {labels.dtype}"
             )
+        if len(images) == 0 or images[0].size == 0:
+            raise IDXError(f"{images_path}: holds no images ({_shape(images)}): nothing to learn from")
         if len(images) != len(labels):
             raise IDXError(
                 f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}"
@@ -222,29 +185,6 @@ def load_mnist(
     )
 
 
-def _candidates(stem: str) -> list[str]:
-    rest = FILES[stem]
-    # Standard names first, then Kaggle's dotted ones; raw before gzip, as it loads faster.
-    return [f"{stem}-{rest}", f"{stem}-{rest}.gz", f"{stem}.{rest}", f"{stem}.{rest}.gz"]
-
-
-def find_files(folder: Path) -> dict[str, Path | None]:
-    """Each of the four stems -> the file in ``folder`` that holds it, or None."""
-    found: dict[str, Path | None] = {}
-    for stem in FILES:
-        found[stem] = next((folder / n for n in _candidates(stem) if (folder / n).is_file()), None)
-    return found
-
-
-def where_to_put(folder: Path) -> str:
-    """The sentence telling a user without a network how to supply the files."""
-    names = ", ".join(f"{stem}-{rest}.gz" for stem, rest in FILES.items())
-    return (
-        f"Put the four files ({names}; uncompressed or with Kaggle's dotted names is fine) "
-        f"in {folder}, or set FASTMLP_DATA to a folder that has them."
-    )
-
-
 def _missing_message(info: DataInfo) -> str:
     why = {"argument": "given", "FASTMLP_DATA": "from FASTMLP_DATA", "user cache": "user cache"}
     return (
@@ -252,3 +192,7 @@ def _missing_message(info: DataInfo) -> str:
         f"{', '.join(info.missing)}. {where_to_put(info.folder)} "
         "Or run 'fastmlp download'."
     )
+
+
+def _shape(a: np.ndarray) -> str:
+    return "shape " + "x".join(map(str, a.shape))

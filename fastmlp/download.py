@@ -1,7 +1,12 @@
-"""Downloading MNIST: mirrors tried in turn, each file verified before it is kept.
+"""MNIST's files: where the data folder is, their names, their checksums, and downloading them.
+
+:mod:`fastmlp.data` loads what this module finds or fetches; this module imports
+nothing from it.
+
+Mirrors are tried in turn, each file verified before it is kept.
 
 A file is fetched into a temporary file in the data folder and renamed into place only
-once the sha256 of its decompressed content matches :data:`fastmlp.data.SHA256`, so a
+once the sha256 of its decompressed content matches :data:`SHA256`, so a
 faithful mirror that recompressed the files is accepted, and an interrupted or corrupt
 download never leaves a file that looks valid.
 """
@@ -14,19 +19,112 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from fastmlp import data
-from fastmlp.data import (
-    FILES,
-    DownloadError,
-    MissingDataError,
-    find_files,
-    locate_data_dir,
-    where_to_put,
-)
-from fastmlp.files import open_temp
+from fastmlp.files import cleanup_on_sigterm, open_temp
 from fastmlp.idx import IDXError, gunzip_chunks
 
-__all__ = ["DEFAULT_MIRRORS", "download_mnist"]
+__all__ = [
+    "DEFAULT_MIRRORS",
+    "FILES",
+    "SHA256",
+    "MissingDataError",
+    "DownloadError",
+    "locate_data_dir",
+    "find_files",
+    "where_to_put",
+    "download_mnist",
+]
+
+#: The four files, by stem, with the rest of their standard name.
+FILES: dict[str, str] = {
+    "train-images": "idx3-ubyte",
+    "train-labels": "idx1-ubyte",
+    "t10k-images": "idx3-ubyte",
+    "t10k-labels": "idx1-ubyte",
+}
+
+#: sha256 of each file's decompressed content, checked on download. Tests replace it.
+SHA256: dict[str, str] = {
+    "train-images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+#: Labels of the argument/environment/cache choice, as :func:`locate_data_dir` gives them.
+SOURCES = ("argument", "FASTMLP_DATA", "user cache")
+
+
+class MissingDataError(FileNotFoundError):
+    """MNIST files are missing; the message says where to put them."""
+
+
+class DownloadError(MissingDataError):
+    """No mirror gave a good copy; the message lists what each one answered."""
+
+
+def locate_data_dir(data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """The data folder and how it was chosen.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike, optional
+        Used when given, whether or not it exists.
+
+    Returns
+    -------
+    (Path, str)
+        The absolute folder, and ``"argument"``, ``"FASTMLP_DATA"`` or ``"user cache"``.
+    """
+    if data_dir is not None:
+        if not os.fspath(data_dir):
+            raise ValueError("data_dir is an empty string")
+        return _folder(Path(data_dir).expanduser().absolute(), "the data folder"), "argument"
+    env = os.environ.get("FASTMLP_DATA")
+    if env:
+        return _folder(Path(env).expanduser().absolute(), "FASTMLP_DATA"), "FASTMLP_DATA"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # The XDG spec says to ignore a relative XDG_CACHE_HOME.
+    cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return cache / "fastmlp" / "mnist", "user cache"
+
+
+def _candidates(stem: str) -> list[str]:
+    rest = FILES[stem]
+    # Standard names first, then Kaggle's dotted ones; raw before gzip, as it loads faster.
+    return [f"{stem}-{rest}", f"{stem}-{rest}.gz", f"{stem}.{rest}", f"{stem}.{rest}.gz"]
+
+
+def find_files(folder: Path) -> dict[str, Path | None]:
+    """Each of the four stems -> the file in ``folder`` that holds it, or None."""
+    found: dict[str, Path | None] = {}
+    for stem in FILES:
+        for name in _candidates(stem):
+            path = folder / name
+            if path.is_symlink() and not path.exists():
+                # Reported, not taken for missing: a download would replace the link.
+                raise MissingDataError(
+                    f"{path} is a broken symbolic link (to {os.readlink(path)}); "
+                    "fix or remove it"
+                )
+        found[stem] = next((folder / n for n in _candidates(stem) if (folder / n).is_file()), None)
+    return found
+
+
+def _folder(path: Path, what: str) -> Path:
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} is a file, not a folder")
+    return path
+
+
+def where_to_put(folder: Path) -> str:
+    """The sentence telling a user without a network how to supply the files."""
+    names = ", ".join(f"{stem}-{rest}.gz" for stem, rest in FILES.items())
+    return (
+        f"Put the four files ({names}; uncompressed or with Kaggle's dotted names is fine) "
+        f"in {folder}, or set FASTMLP_DATA to a folder that has them."
+    )
+
+
 
 DEFAULT_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -81,7 +179,7 @@ def download_mnist(
     """
     folder, _ = locate_data_dir(data_dir)
     bases = _mirror_list(mirrors)
-    sums = data.SHA256 if checksums is None else checksums
+    sums = SHA256 if checksums is None else checksums
     files = find_files(folder)
     missing = [stem for stem, path in files.items() if path is None]
     if not missing:
@@ -90,8 +188,9 @@ def download_mnist(
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        for stem in missing:
-            _fetch_from_any(folder, stem, bases, sums[stem], timeout, progress)
+        with cleanup_on_sigterm():  # SIGTERM removes the partial download, as Ctrl-C does
+            for stem in missing:
+                _fetch_from_any(folder, stem, bases, sums[stem], timeout, progress)
     except BaseException:
         if created:  # leave no trace of a failed first download: an empty folder goes too
             try:

@@ -1,17 +1,62 @@
 """Files that appear whole or not at all: write beside the target, then rename over it.
 
-A crash, a full disk or Ctrl-C mid-write leaves the previous file (or none) in place,
-never a half-written one that looks valid.
+A crash, a full disk, Ctrl-C or SIGTERM mid-write leaves the previous file (or none) in
+place, never a half-written one that looks valid, and no temporary file behind.
+
+What replacing a file keeps: its permission bits (a private 0600 model stays private),
+and a symbolic link at the destination, whose target is what gets replaced. What it
+refuses, with one line naming the user's path: a write-protected file (no write bit),
+a broken symbolic link, a folder, a destination whose folder is missing or read-only.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import signal
+import stat
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
+
+#: Exit status of a process stopped by SIGTERM, as a shell reports it (128 + 15).
+TERMINATED_STATUS = 128 + signal.SIGTERM
+
+
+class Terminated(SystemExit):
+    """SIGTERM, raised as an exception so that cleanup runs as it does for Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__(TERMINATED_STATUS)
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: unwind the stack (``finally`` blocks run), then exit with 143."""
+    raise Terminated()
+
+
+@contextmanager
+def cleanup_on_sigterm() -> Iterator[None]:
+    """While inside the block, SIGTERM raises :class:`Terminated` instead of killing at once.
+
+    Only where Python lets us (the main thread) and only when SIGTERM still has its
+    default action: a program that chose its own handler keeps it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def open_temp(folder: str | os.PathLike[str], name: str) -> tuple[int, str]:
@@ -35,34 +80,126 @@ def open_temp(folder: str | os.PathLike[str], name: str) -> tuple[int, str]:
     raise FileExistsError(f"{folder}: could not create a temporary file for {name}")
 
 
+def write_target(path: str | os.PathLike[str]) -> str:
+    """The file that writing ``path`` must create or replace, after checking it can be.
+
+    A symbolic link is followed (writing through it keeps the link); a broken one is an
+    error. Nothing is created: this is the check made before hours of work, so that the
+    work is not lost to a bad path at the end.
+
+    Raises
+    ------
+    OSError
+        One line naming ``path``: a folder, a write-protected file, a broken link, a
+        missing or read-only folder, or a parent that is a file.
+    """
+    name = os.fspath(path)
+    if os.path.islink(name) and not os.path.exists(name):
+        raise FileNotFoundError(
+            errno.ENOENT, f"{name} is a broken symbolic link (to {os.readlink(name)})"
+        )
+    target = os.path.realpath(name)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"cannot write {name}: a part of its folder is a file"
+        ) from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"cannot write {name}: it is a folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"cannot write {name}: it is not a regular file")
+        if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
+            raise PermissionError(
+                errno.EACCES, f"{name} is write-protected; not replacing it"
+            )
+    folder = _existing_ancestor(os.path.dirname(target))
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"cannot write {name}: {folder} is a file, not a folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot write {name}: {folder} is not writable")
+    return target
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (through links, ``..`` or hard links), existing or not."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 @contextmanager
-def replacing(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def replacing(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[BinaryIO]:
     """A binary file to write; on leaving the block it is synced and renamed to ``path``.
 
-    An exception inside the block removes the temporary file and leaves ``path`` as it was.
+    An exception inside the block (Ctrl-C, or SIGTERM: see :func:`cleanup_on_sigterm`)
+    removes the temporary file and leaves ``path`` as it was. The replaced file's
+    permission bits are kept; a link at ``path`` is written through. With
+    ``overwrite=False`` an existing file is never replaced (``FileExistsError``), even one
+    that appears while we write.
     """
-    target = os.path.abspath(os.fspath(path))
-    fd, tmp = open_temp(os.path.dirname(target), os.path.basename(target))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
+    name = os.fspath(path)
+    target = write_target(name)
+    old_mode = _mode_or_none(target)
+    if old_mode is not None and not overwrite:
+        raise FileExistsError(errno.EEXIST, f"{name} already exists; not replacing it")
+    with cleanup_on_sigterm():
+        try:
+            fd, tmp = open_temp(os.path.dirname(target), os.path.basename(target))
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"cannot write {name}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if old_mode is not None:
+                    os.fchmod(f.fileno(), old_mode)
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            if overwrite:
+                os.replace(tmp, target)
+            else:
+                os.link(tmp, target)  # fails, rather than replaces, if the name was taken
+                os.unlink(tmp)
+            tmp = None
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, f"{name} already exists; not replacing it") from None
+        finally:
+            if tmp is not None:
+                unlink_quietly(tmp)
 
 
-def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+def write_atomically(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` (creating its folder) as a whole, or not at all."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as f:
+    Path(write_target(path)).parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path, overwrite=overwrite) as f:
         f.write(data)
 
 
 def unlink_quietly(path: str | os.PathLike[str]) -> None:
-    try:
+    with suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
+
+
+def _mode_or_none(path: str) -> int | None:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _existing_ancestor(folder: str) -> str:
+    # The folder that will hold the file may not exist yet (runs/ is made on demand):
+    # what must be writable is the nearest one that does.
+    folder = folder or "."
+    while not os.path.lexists(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder

@@ -277,18 +277,44 @@ class MLP:
 
     # --- model files -------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike, *, layer_names: Sequence[str] | None = None) -> None:
-        """Write a ``.safetensors`` file atomically; see :mod:`fastmlp.modelfile`."""
-        from fastmlp.modelfile import save_model
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        layer_names: Sequence[str] | None = None,
+        overwrite: bool = True,
+    ) -> None:
+        """Write a ``.safetensors`` file atomically; see :mod:`fastmlp.modelfile`.
 
-        save_model(self, path, layer_names=layer_names)
+        With ``overwrite=False`` an existing file is never replaced (``FileExistsError``).
+        """
+        from fastmlp.modelfile import architecture_metadata, write_model_file
+
+        history = None if self.history is None else self.history.to_dict()
+        metadata = architecture_metadata(
+            self.sizes, self.activation, self.output, self.loss, self.init, self.seed,
+            self.layer_keys(layer_names), history,
+        )  # fmt: skip
+        write_model_file(path, self.state_dict(layer_names), metadata, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, backend: str = "numba") -> MLP:
         """Rebuild a model saved by :meth:`save`; a bad file raises ``ModelFileError``."""
-        from fastmlp.modelfile import load_model
+        from fastmlp.modelfile import ModelFileError, read_architecture, read_model_file
 
-        return load_model(path, backend=backend)
+        tensors, metadata = read_model_file(path)
+        # Checked against the tensors present before the model allocates anything.
+        arch = read_architecture(path, tensors, metadata)
+        try:
+            model = cls(arch.sizes, arch.activation, arch.output, arch.loss, arch.init,
+                        arch.seed, backend)  # fmt: skip
+            names = None if list(arch.layer_names) == model.layer_keys() else arch.layer_names
+            model.load_state_dict(tensors, layer_names=names)
+        except ValueError as exc:
+            if str(exc).startswith("unknown backend"):
+                raise
+            raise ModelFileError(f"{path}: {exc}") from None
+        return model
 
 
 def _classes(rows: np.ndarray) -> np.ndarray:

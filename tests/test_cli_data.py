@@ -203,7 +203,7 @@ def test_download_from_a_local_mirror(tmp_path, env, serve):
     folder = tmp_path / "data"
     argv = ["download", "--data-dir", str(folder), "--mirror", serve(mirror)]
     code = (
-        f"import fastmlp.data, fastmlp.cli; fastmlp.data.SHA256.update({sums!r}); "
+        f"import fastmlp.download, fastmlp.cli; fastmlp.download.SHA256.update({sums!r}); "
         f"raise SystemExit(fastmlp.cli.main({argv!r}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

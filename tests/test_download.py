@@ -222,7 +222,7 @@ def test_interrupt_leaves_no_temporary_file(tmp_path, server, fake, monkeypatch)
 
 def test_mirrors_from_the_environment_and_load_mnist(tmp_path, server, fake, monkeypatch):
     monkeypatch.setenv("FASTMLP_MNIST_MIRRORS", f" {server}/bad , {server}/good/ ,")
-    monkeypatch.setattr(data, "SHA256", fake[2])
+    monkeypatch.setattr(download, "SHA256", fake[2])
     monkeypatch.setenv("FASTMLP_DATA", str(tmp_path / "env"))
     arrays = fake[0]
     for stem, got in zip(STEMS, load_mnist(), strict=True):  # downloads, then loads
@@ -281,7 +281,7 @@ def test_default_mirrors_and_checksums():
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     )
-    assert data.SHA256 == {
+    assert download.SHA256 == data.SHA256 == {
         "train-images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "train-labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
         "t10k-images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
