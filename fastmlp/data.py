@@ -47,6 +47,7 @@ __all__ = [
     "where_to_put",
 ]
 
+
 @dataclass(frozen=True)
 class DataInfo:
     """Which data folder is in use, why, and which of the four files it holds.
@@ -170,7 +171,9 @@ def load_mnist(
                 f"{labels_path}: labels must be 1-D uint8, got {labels.ndim}-D {labels.dtype}"
             )
         if len(images) == 0 or images[0].size == 0:
-            raise IDXError(f"{images_path}: holds no images ({_shape(images)}): nothing to learn from")
+            raise IDXError(
+                f"{images_path}: holds no images ({_shape(images)}): nothing to learn from"
+            )
         if len(images) != len(labels):
             raise IDXError(
                 f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}"

@@ -103,8 +103,7 @@ def find_files(folder: Path) -> dict[str, Path | None]:
             if path.is_symlink() and not path.exists():
                 # Reported, not taken for missing: a download would replace the link.
                 raise MissingDataError(
-                    f"{path} is a broken symbolic link (to {os.readlink(path)}); "
-                    "fix or remove it"
+                    f"{path} is a broken symbolic link (to {os.readlink(path)}); fix or remove it"
                 )
         found[stem] = next((folder / n for n in _candidates(stem) if (folder / n).is_file()), None)
     return found
@@ -123,7 +122,6 @@ def where_to_put(folder: Path) -> str:
         f"Put the four files ({names}; uncompressed or with Kaggle's dotted names is fine) "
         f"in {folder}, or set FASTMLP_DATA to a folder that has them."
     )
-
 
 
 DEFAULT_MIRRORS: tuple[str, ...] = (

@@ -113,9 +113,7 @@ def write_target(path: str | os.PathLike[str]) -> str:
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, f"cannot write {name}: it is not a regular file")
         if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
-            raise PermissionError(
-                errno.EACCES, f"{name} is write-protected; not replacing it"
-            )
+            raise PermissionError(errno.EACCES, f"{name} is write-protected; not replacing it")
     folder = _existing_ancestor(os.path.dirname(target))
     if not os.path.isdir(folder):
         raise NotADirectoryError(
@@ -168,7 +166,9 @@ def replacing(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterat
                 os.unlink(tmp)
             tmp = None
         except FileExistsError:
-            raise FileExistsError(errno.EEXIST, f"{name} already exists; not replacing it") from None
+            raise FileExistsError(
+                errno.EEXIST, f"{name} already exists; not replacing it"
+            ) from None
         finally:
             if tmp is not None:
                 unlink_quietly(tmp)

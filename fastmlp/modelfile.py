@@ -223,7 +223,9 @@ def read_architecture(
             layer_names=tuple(layer_names),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: fastmlp metadata is incomplete or malformed ({exc!r})") from None
+        raise ModelFileError(
+            f"{path}: fastmlp metadata is incomplete or malformed ({exc!r})"
+        ) from None
     if (
         len(arch.sizes) < 2
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in arch.sizes)
