@@ -112,22 +112,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fastmlp`` command; returns the exit status.
 
     Expected failures (bad arguments, missing or malformed data, files that cannot
-    be read or written, Ctrl-C) print one ``fastmlp: error: ...`` line on stderr
-    and give a non-zero status, never a traceback.
+    be read or written, too little memory, Ctrl-C, SIGTERM) print one
+    ``fastmlp: error: ...`` line on stderr and give a non-zero status, never a
+    traceback. SIGTERM unwinds like Ctrl-C, so no temporary file is left behind, but
+    saves nothing: it exits with 143, as a process killed by it would.
     """
+    from fastmlp.files import Terminated, cleanup_on_sigterm
     from fastmlp.idx import IDXError
 
+    swallowed = _InterruptWatch()
     try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
+        with cleanup_on_sigterm(), swallowed:
+            args = build_parser().parse_args(argv)
+            return args.handler(args)
+    except Terminated as exc:
+        _fail("terminated (SIGTERM); nothing was saved")
+        return exc.code
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
+    except MemoryError:
+        _fail("out of memory (try a smaller model, batch or data set)")
+        return 1
     except (IDXError, OSError, ValueError) as exc:  # MissingDataError is an OSError
         _fail(str(exc) or type(exc).__name__)
         return 1
+    except Exception as exc:
+        # Ctrl-C inside a library's own error handling (Numba compiling the kernels on
+        # a first run) can surface as that library's error: still an interruption.
+        if swallowed.seen or _caused_by_interrupt(exc):
+            _fail("interrupted")
+            return 130
+        raise
+
+
+class _InterruptWatch:
+    """Notes a Ctrl-C that a C callback swallowed, instead of printing its traceback.
+
+    Ctrl-C while Numba compiles can land in LLVM's object-cache callback: ctypes reports
+    it as "Exception ignored" (a traceback of its own) and Numba then fails with an
+    unrelated RuntimeError. Seen here, both become the one line of an interruption.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous = sys.unraisablehook
+
+    def _hook(self, unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.seen = True
+        else:
+            self._previous(unraisable)
+
+    def __enter__(self) -> _InterruptWatch:
+        self._previous = sys.unraisablehook
+        sys.unraisablehook = self._hook
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        sys.unraisablehook = self._previous
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _fail(message: str) -> None:

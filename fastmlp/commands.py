@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SAVE = Path("runs") / "mnist-{arch}.safetensors"
+from fastmlp import validation
+
+#: Where `fastmlp train` saves without --save: the architecture, activation and
+#: initialisation name the file, so the README's two recipes do not collide, and a name
+#: already taken gets the next number (-2, -3, ...): a default save never replaces a file.
+DEFAULT_SAVE = Path("runs") / "mnist-{arch}-{activation}-{init}.safetensors"
 # The default recipe: what `python scripts/train_mnist.py` runs with no flags.
 DEFAULTS = {
     "hidden": "16,16",
@@ -22,40 +28,31 @@ DEFAULTS = {
     "seed": 0,
     "backend": "numba",
 }
+# Initialisations by their short names, as the default save name spells them.
+_SHORT_INIT = {"he_uniform": "he", "xavier_uniform": "xavier"}
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number(check: Callable[[str, Any], Any], parse: Callable[[str], Any]) -> Callable:
+    """An argparse type: ``parse`` the text, then ``check`` it with fastmlp.validation."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            kind = "whole number" if parse is int else "number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}") from None
+        try:
+            return check("value", value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value ")) from None
+
+    return convert
 
 
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
+positive_int = _number(validation.positive_int, int)
+non_negative_int = _number(validation.seed, int)
+positive_float = _number(validation.positive_real, float)
+non_negative_float = _number(validation.non_negative_real, float)
 
 
 def hidden_sizes(text: str) -> list[int]:
@@ -92,7 +89,7 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument(
         "--activation",
         choices=[a for a in ACTIVATIONS if a != "identity"],
-        default=DEFAULTS["activation"],
+        help=f"hidden-layer activation (default {DEFAULTS['activation']})",
     )
     p.add_argument(
         "--init",
@@ -115,13 +112,25 @@ def add_train_parser(subparsers: Any) -> None:
         default=DEFAULTS["schedule"],
         help="learning-rate schedule",
     )
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument(
+        "--seed", type=non_negative_int, help=f"initialisation seed (default {DEFAULTS['seed']})"
+    )
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULTS["backend"])
     p.add_argument("--threads", type=positive_int, help="threads for the numba backend")
     p.add_argument(
-        "--save", type=Path, help="model file to write (default runs/mnist-ARCH.safetensors)"
+        "--save",
+        type=Path,
+        help="model file to write, replacing one that is there (default: "
+        "runs/mnist-ARCH-ACTIVATION-INIT.safetensors, numbered -2, -3... if taken)",
     )
-    p.add_argument("--resume", type=Path, help="continue training a saved model")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="let an interrupted or diverged run replace the file at --save",
+    )
+    p.add_argument(
+        "--resume", type=Path, help="continue training a saved model (its own architecture)"
+    )
     p.add_argument("--json", type=Path, help="write machine-readable results here")
     p.add_argument("--plot", type=Path, help="draw the training curves into this PNG")
     p.add_argument("--no-download", action="store_true", help="fail rather than download MNIST")
@@ -154,34 +163,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fastmlp.data import load_mnist
-    from fastmlp.model import MLP
 
     train_x, train_y, test_x, test_y = load_mnist(args.data_dir, download=not args.no_download)
     n_inputs = int(np.prod(train_x.shape[1:]))
     n_classes = int(max(train_y.max(), test_y.max())) + 1
-    if args.resume is not None:
-        model = MLP.load(args.resume, backend=args.backend)
-        if args.hidden is not None and list(model.sizes[1:-1]) != args.hidden:
-            raise ValueError(
-                f"--hidden {','.join(map(str, args.hidden))} does not match the resumed model "
-                f"{'-'.join(map(str, model.sizes))}"
-            )
-        if model.sizes[0] != n_inputs or model.sizes[-1] != n_classes:
-            raise ValueError(
-                f"the resumed model {'-'.join(map(str, model.sizes))} does not fit this data "
-                f"({n_inputs} inputs, {n_classes} classes)"
-            )
-    else:
-        hidden = args.hidden if args.hidden is not None else hidden_sizes(DEFAULTS["hidden"])
-        model = MLP(
-            [n_inputs, *hidden, n_classes],
-            activation=args.activation,
-            init=args.init,
-            seed=args.seed,
-            backend=args.backend,
-        )
+    model = (
+        _resumed_model(args, n_inputs, n_classes)
+        if args.resume
+        else _new_model(args, n_inputs, n_classes)
+    )
     arch = "-".join(map(str, model.sizes))
-    save_path = args.save or Path(str(DEFAULT_SAVE).format(arch=arch))
+    # Every path is checked before training, so no run's work is lost to a bad one.
+    explicit = args.save is not None
+    save_path = args.save if explicit else _default_save_path(model)
+    _check_paths(args, save_path)
     if not args.quiet:
         print(
             f"training {arch} {model.activation} on {len(train_x)} images "
@@ -204,9 +199,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     scores = model.evaluate(test_x, test_y)
-    model.save(save_path)
+    saved, where = _save_run(model, history, save_path, explicit=explicit, force=args.force)
     if args.json is not None:
-        write_results_json(args.json, model, history, scores, save_path)
+        write_results_json(args.json, model, history, scores, saved)
     if args.plot is not None and history.epochs:
         from fastmlp.pictures import training_curves
 
@@ -215,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"test accuracy {scores['accuracy']:.2%} (loss {scores['loss']:.4f}) after "
         f"{len(history.epochs)} epoch(s), {history.train_seconds:.2f} s of training"
     )
-    print(f"model saved to {save_path}")
+    print(where)
     if history.stop_reason == "diverged":
         print(f"fastmlp: error: {history.message}", file=sys.stderr)
         return 1
@@ -227,11 +222,130 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_results_json(path: Path, model: Any, history: Any, scores: dict, save_path: Path) -> None:
+def _new_model(args: argparse.Namespace, n_inputs: int, n_classes: int) -> Any:
+    from fastmlp.model import MLP
+    from fastmlp.modelfile import max_model_bytes
+
+    hidden = args.hidden if args.hidden is not None else hidden_sizes(DEFAULTS["hidden"])
+    sizes = [n_inputs, *hidden, n_classes]
+    # Refused before anything is allocated: the parameters alone would need this much.
+    needed = 4 * sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    if needed > max_model_bytes():
+        raise ValueError(
+            f"a {'-'.join(map(str, sizes))} model needs {needed / 2**30:.1f} GiB for its "
+            f"parameters alone, more than the {max_model_bytes()}-byte limit on models "
+            "(FASTMLP_MAX_MODEL_BYTES lifts it)"
+        )
+    return MLP(
+        sizes,
+        activation=args.activation or DEFAULTS["activation"],
+        init=args.init,
+        seed=DEFAULTS["seed"] if args.seed is None else args.seed,
+        backend=args.backend,
+    )
+
+
+def _resumed_model(args: argparse.Namespace, n_inputs: int, n_classes: int) -> Any:
+    from fastmlp.model import MLP
+
+    names = ("activation", "init", "seed")
+    given = [f"--{name}" for name in names if getattr(args, name) is not None]
+    if given:
+        raise ValueError(
+            f"{' and '.join(given)} cannot change a resumed model: it keeps the activation, "
+            f"initialisation and seed saved in {args.resume} (drop {given[0]}, or train anew)"
+        )
+    model = MLP.load(args.resume, backend=args.backend)
+    if args.hidden is not None and list(model.sizes[1:-1]) != args.hidden:
+        raise ValueError(
+            f"--hidden {','.join(map(str, args.hidden))} does not match the resumed model "
+            f"{'-'.join(map(str, model.sizes))}"
+        )
+    if model.sizes[0] != n_inputs or model.sizes[-1] != n_classes:
+        raise ValueError(
+            f"the resumed model {'-'.join(map(str, model.sizes))} does not fit this data "
+            f"({n_inputs} inputs, {n_classes} classes)"
+        )
+    return model
+
+
+def _default_save_path(model: Any) -> Path:
+    from fastmlp.files import free_name
+
+    name = str(DEFAULT_SAVE).format(
+        arch="-".join(map(str, model.sizes)),
+        activation=model.activation,
+        init=_SHORT_INIT.get(model.init, model.init),
+    )
+    return free_name(Path(name))
+
+
+def _check_paths(args: argparse.Namespace, save_path: Path) -> None:
+    """Refuse, before training, outputs that cannot be written or that name one file twice."""
+    from fastmlp.files import same_file, write_target
+
+    named = {"--resume": args.resume, "--save": save_path, "--json": args.json, "--plot": args.plot}
+    named = {flag: path for flag, path in named.items() if path is not None}
+    for flag, path in named.items():
+        if flag != "--resume":
+            write_target(path)
+    flags = list(named)
+    for i, first in enumerate(flags):
+        for second in flags[i + 1 :]:
+            if same_file(named[first], named[second]):
+                raise ValueError(
+                    f"{first} and {second} name the same file ({named[second]}); "
+                    "give each its own path"
+                )
+
+
+def _save_run(
+    model: Any, history: Any, save_path: Path, *, explicit: bool, force: bool
+) -> tuple[Path | None, str]:
+    """Save the trained model where it may go; returns the path (or None) and the line to print.
+
+    A default name is never replaced (a taken one gets the next number). An explicit
+    --save replaces its file, except with the model of an interrupted or diverged run,
+    which replaces nothing without --force and goes beside it instead. A run that
+    completed no epoch saves nothing.
+    """
+    import os
+
+    from fastmlp.files import free_name
+
+    done = len(history.epochs)
+    if done == 0:
+        return None, "no epoch completed: no model saved"
+    partial = history.stop_reason in ("interrupted", "diverged")
+    existed = os.path.lexists(save_path)
+    if partial and existed and not force:
+        beside = free_name(save_path.with_name(f"{save_path.stem}-partial{save_path.suffix}"))
+        model.save(beside, overwrite=False)
+        return beside, (
+            f"{save_path} already holds a model and was kept; the model of this "
+            f"{history.stop_reason} run ({done} epoch(s)) was saved to {beside} "
+            "(--force replaces instead)"
+        )
+    if explicit or force:
+        model.save(save_path)
+        return save_path, f"model saved to {save_path}" + (
+            " (replacing the file that was there)" if existed else ""
+        )
+    while True:  # another run may take the default name while this one trains
+        try:
+            model.save(save_path, overwrite=False)
+            return save_path, f"model saved to {save_path}"
+        except FileExistsError:
+            save_path = free_name(save_path)
+
+
+def write_results_json(
+    path: Path, model: Any, history: Any, scores: dict, save_path: Path | None
+) -> None:
     from fastmlp.files import write_atomically
 
     results = {
-        "model": str(save_path),
+        "model": None if save_path is None else str(save_path),
         "sizes": list(model.sizes),
         "activation": model.activation,
         "init": model.init,
@@ -264,6 +378,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = MLP.load(args.model, backend=args.backend)
     _, _, test_x, test_y = load_mnist(args.data_dir, download=not args.no_download)
+    _check_classifier(args.model, model, int(test_y.max()) + 1)
     scores = model.evaluate(test_x, test_y)
     print(f"model     {args.model} ({'-'.join(map(str, model.sizes))}, {model.activation})")
     print(f"examples  {len(test_x)}")
@@ -272,6 +387,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("confusion matrix (rows: true class, columns: predicted):")
     print(format_confusion(scores["confusion_matrix"]))
     return 0
+
+
+def _check_classifier(path: Path, model: Any, n_classes: int) -> None:
+    """Refuse a model whose outputs cannot be read as this data's classes."""
+    arch = "-".join(map(str, model.sizes))
+    n_out = model.sizes[-1]
+    if model.output == "identity":
+        raise ValueError(
+            f"{path}: the {arch} model has an identity (regression) output; evaluate needs "
+            "a classifier (softmax or sigmoid output)"
+        )
+    fits = n_out >= n_classes if n_out > 1 else n_classes <= 2
+    if not fits:
+        raise ValueError(
+            f"{path}: the {arch} model has {n_out} output(s), too few for the "
+            f"{n_classes} classes of this data"
+        )
 
 
 def format_confusion(matrix: Any) -> str:
@@ -283,6 +415,7 @@ def format_confusion(matrix: Any) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify each image; a bad image is one line naming it, the others still get results."""
     import numpy as np
 
     from fastmlp.model import MLP
@@ -292,9 +425,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     side = int(round(model.sizes[0] ** 0.5))
     if side * side != model.sizes[0]:
         raise ValueError(f"the model takes {model.sizes[0]} inputs, not a square image")
-    images = np.stack([load_digit(path, side=side) for path in args.images])
-    probabilities = model.predict_proba(images)
-    for path, row in zip(args.images, probabilities, strict=True):
-        label = int(row.argmax())
-        print(f"{path}: {label} ({row[label]:.1%})")
-    return 0
+    good, digits, failed = [], [], 0
+    for path in args.images:
+        try:
+            digits.append(load_digit(path, side=side))
+            good.append(path)
+        except (OSError, ValueError) as exc:
+            failed += 1
+            print(f"fastmlp: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+    if digits:
+        probabilities = model.predict_proba(np.stack(digits))
+        for path, row in zip(good, probabilities, strict=True):
+            label = int(row.argmax())
+            print(f"{path}: {label} ({row[label]:.1%})")
+    return 1 if failed else 0

@@ -11,7 +11,6 @@ a broken symbolic link, a folder, a destination whose folder is missing or read-
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import signal
@@ -95,32 +94,26 @@ def write_target(path: str | os.PathLike[str]) -> str:
     """
     name = os.fspath(path)
     if os.path.islink(name) and not os.path.exists(name):
-        raise FileNotFoundError(
-            errno.ENOENT, f"{name} is a broken symbolic link (to {os.readlink(name)})"
-        )
+        raise FileNotFoundError(f"{name} is a broken symbolic link (to {os.readlink(name)})")
     target = os.path.realpath(name)
     try:
         st = os.stat(target)
     except FileNotFoundError:
         st = None
     except NotADirectoryError:
-        raise NotADirectoryError(
-            errno.ENOTDIR, f"cannot write {name}: a part of its folder is a file"
-        ) from None
+        raise NotADirectoryError(f"cannot write {name}: a part of its folder is a file") from None
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, f"cannot write {name}: it is a folder")
+            raise IsADirectoryError(f"cannot write {name}: it is a folder")
         if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"cannot write {name}: it is not a regular file")
+            raise OSError(f"cannot write {name}: it is not a regular file")
         if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
-            raise PermissionError(errno.EACCES, f"{name} is write-protected; not replacing it")
+            raise PermissionError(f"{name} is write-protected; not replacing it")
     folder = _existing_ancestor(os.path.dirname(target))
     if not os.path.isdir(folder):
-        raise NotADirectoryError(
-            errno.ENOTDIR, f"cannot write {name}: {folder} is a file, not a folder"
-        )
+        raise NotADirectoryError(f"cannot write {name}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, f"cannot write {name}: {folder} is not writable")
+        raise PermissionError(f"cannot write {name}: {folder} is not writable")
     return target
 
 
@@ -146,12 +139,12 @@ def replacing(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterat
     target = write_target(name)
     old_mode = _mode_or_none(target)
     if old_mode is not None and not overwrite:
-        raise FileExistsError(errno.EEXIST, f"{name} already exists; not replacing it")
+        raise FileExistsError(f"{name} already exists; not replacing it")
     with cleanup_on_sigterm():
         try:
             fd, tmp = open_temp(os.path.dirname(target), os.path.basename(target))
         except OSError as exc:
-            raise type(exc)(exc.errno, f"cannot write {name}: {exc.strerror}") from None
+            raise type(exc)(f"cannot write {name}: {exc.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 if old_mode is not None:
@@ -166,9 +159,7 @@ def replacing(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterat
                 os.unlink(tmp)
             tmp = None
         except FileExistsError:
-            raise FileExistsError(
-                errno.EEXIST, f"{name} already exists; not replacing it"
-            ) from None
+            raise FileExistsError(f"{name} already exists; not replacing it") from None
         finally:
             if tmp is not None:
                 unlink_quietly(tmp)
@@ -203,3 +194,16 @@ def _existing_ancestor(folder: str) -> str:
             break
         folder = parent
     return folder
+
+
+def numbered(path: Path, number: int) -> Path:
+    """``runs/m.safetensors`` -> ``runs/m-2.safetensors`` for number 2 (1 is the path itself)."""
+    return path if number == 1 else path.with_name(f"{path.stem}-{number}{path.suffix}")
+
+
+def free_name(path: Path) -> Path:
+    """``path`` if nothing is there, else the first free ``numbered`` variant of it."""
+    number = 1
+    while os.path.lexists(numbered(path, number)):
+        number += 1
+    return numbered(path, number)

@@ -11,6 +11,10 @@ import os
 
 import numpy as np
 
+#: Largest image accepted (a 6000x4000 photo is 24 million): decoding costs memory in
+#: proportion to the pixels, and a tiny PNG can declare billions of them.
+MAX_PIXELS = 50_000_000
+
 
 def load_digit(path: str | os.PathLike, side: int = 28) -> np.ndarray:
     """Read an image file and return a (side, side) uint8 digit, white on black.
@@ -25,17 +29,44 @@ def load_digit(path: str | os.PathLike, side: int = 28) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the file is not an image or shows nothing but a blank page.
+        If the file is not an image, is damaged, has more than :data:`MAX_PIXELS`
+        pixels, or shows no digit (a blank page, specks that vanish at 20x20); the
+        message names the file.
+    OSError
+        If the file cannot be opened.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    name = os.fspath(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            gray = _flatten_alpha(image).convert("L")
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a digit never
+            # needs that many pixels, so a warning is as good as a refusal.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(name) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise _too_large(name, image.width, image.height)
+                image.load()
+                gray = _flatten_alpha(image).convert("L")
     except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image file Pillow can read") from None
-    return prepare_digit(np.asarray(gray, dtype=np.uint8), side=side, name=str(path))
+        raise ValueError(f"{name}: not an image file Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(name) from None
+    except (OSError, SyntaxError, EOFError) as exc:  # truncated or corrupt image data
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise  # missing, a folder, no permission: the OS's own words
+        raise ValueError(f"{name}: a damaged image ({exc})") from None
+    return prepare_digit(np.asarray(gray, dtype=np.uint8), side=side, name=name)
+
+
+def _too_large(name: str, width: int | None = None, height: int | None = None) -> ValueError:
+    size = "" if width is None else f" ({width}x{height})"
+    return ValueError(
+        f"{name}: the image is too large{size}: more than {MAX_PIXELS} pixels, "
+        "far more than a photo of a digit needs"
+    )
 
 
 def prepare_digit(pixels: np.ndarray, side: int = 28, name: str = "image") -> np.ndarray:
@@ -60,9 +91,14 @@ def prepare_digit(pixels: np.ndarray, side: int = 28, name: str = "image") -> np
     width = max(1, round(digit.shape[1] * scale))
     resized = Image.fromarray(digit.astype(np.uint8)).resize((width, height), Image.LANCZOS)
     small = np.asarray(resized, dtype=np.float32)
+    total = small.sum()
+    if total <= 0:  # marks too small or too far apart to survive the shrinking
+        raise ValueError(
+            f"{name}: no digit found (the marks vanish when the {digit.shape[1]}x"
+            f"{digit.shape[0]} area around them is shrunk to {box}x{box})"
+        )
 
     # Place the box so the centre of mass lands on the centre of the field.
-    total = small.sum()
     cy = (small.sum(axis=1) @ np.arange(height)) / total
     cx = (small.sum(axis=0) @ np.arange(width)) / total
     top = int(round((side - 1) / 2 - cy))
