@@ -145,7 +145,9 @@ def test_input_size_comes_from_the_data(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--epochs", "-1"], "--epochs: must be at least 1"),
+        (["train", "--epochs", "-1"], "--epochs: must be an integer >= 1, got -1"),
+        (["train", "--seed", "-2"], "--seed: must be an integer >= 0, got -2"),
+        (["train", "--epochs", "2.5"], "--epochs: '2.5' is not a whole number"),
         (["train", "--activation", "gelu"], "invalid choice: 'gelu'"),
         (["train", "--hidden", "16,x"], "expected widths like 16,16"),
         (["train", "--lr", "nan"], "--lr: must be a finite number"),
@@ -186,4 +188,4 @@ def test_default_recipe_reaches_96_percent(tmp_path, mnist):
     run(ROOT / "scripts" / "train_mnist.py", "--json", tmp_path / "r.json", "--quiet", cwd=tmp_path)
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["test_accuracy"] >= 0.96
-    assert (tmp_path / "runs" / "mnist-784-16-16-10.safetensors").exists()
+    assert (tmp_path / "runs" / "mnist-784-16-16-10-relu-he.safetensors").exists()
