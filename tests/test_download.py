@@ -316,3 +316,38 @@ def test_a_folder_of_another_data_set_is_not_completed_with_mnist(tmp_path, serv
     assert "train-images-idx3-ubyte.gz is not MNIST's" in str(info.value)
     assert "train-labels" in str(info.value) and str(tmp_path) in str(info.value)
     assert names(tmp_path) == [gz_name("train-images")]
+
+
+def test_sigterm_during_a_download_leaves_no_temporary_file(tmp_path, server, fake):
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    code = (
+        "from fastmlp.download import download_mnist\n"
+        f"download_mnist({str(folder)!r}, mirrors=[{server + '/slow/'!r}], "
+        f"checksums={fake[2]!r}, progress=False, timeout=30)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(n.endswith(".tmp") for n in names(folder)):  # the fetch has begun
+        assert time.monotonic() < deadline and child.poll() is None, "no download started"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 128 + signal.SIGTERM, err
+    assert names(folder) == []
+
+
+def test_a_broken_link_to_a_data_file_is_reported_not_replaced(tmp_path, server, fake):
+    link = tmp_path / gz_name("train-images")
+    link.symlink_to(tmp_path / "elsewhere" / gz_name("train-images"))
+    for attempt in (
+        lambda: download_mnist(tmp_path, mirrors=[server + "/good/"], checksums=fake[2]),
+        lambda: load_mnist(tmp_path),
+    ):
+        with pytest.raises(MissingDataError, match=f"{link} is a broken symbolic link"):
+            attempt()
+    assert link.is_symlink() and names(tmp_path) == [gz_name("train-images")]
