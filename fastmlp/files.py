@@ -155,11 +155,12 @@ def replacing(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterat
             if overwrite:
                 os.replace(tmp, target)
             else:
-                os.link(tmp, target)  # fails, rather than replaces, if the name was taken
-                os.unlink(tmp)
+                _rename_new(tmp, target)
             tmp = None
         except FileExistsError:
             raise FileExistsError(f"{name} already exists; not replacing it") from None
+        except OSError as exc:  # a full disk, say: named by the user's path, not ours
+            raise type(exc)(f"cannot write {name}: {exc.strerror or exc}") from None
         finally:
             if tmp is not None:
                 unlink_quietly(tmp)
@@ -175,6 +176,21 @@ def write_atomically(path: str | os.PathLike[str], data: bytes, *, overwrite: bo
 def unlink_quietly(path: str | os.PathLike[str]) -> None:
     with suppress(OSError):
         os.unlink(path)
+
+
+def _rename_new(tmp: str, target: str) -> None:
+    """Rename ``tmp`` to ``target`` only if ``target`` does not exist, in one step where
+    the file system has hard links (FileExistsError if it is taken)."""
+    try:
+        os.link(tmp, target)  # fails, rather than replaces, if the name was taken
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network shares): check, then rename
+        if os.path.lexists(target):
+            raise FileExistsError(target) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
 
 
 def _mode_or_none(path: str) -> int | None:

@@ -164,3 +164,20 @@ def test_a_program_with_its_own_sigterm_handler_keeps_it(tmp_path):
     """
     out, err = _start(code, tmp_path).communicate(timeout=60)
     assert out.strip() == "True", err
+
+
+def test_a_full_disk_is_named_by_the_users_path(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "model.safetensors"
+    small_model().save(path)
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        MLP([4, 5, 2], backend="numpy").save(path)
+    assert str(info.value) == f"cannot write {path}: No space left on device"
+    assert path.read_bytes() == before and os.listdir(tmp_path) == [path.name]
