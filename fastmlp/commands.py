@@ -11,10 +11,6 @@ from typing import Any
 
 from fastmlp import validation
 
-#: Where `fastmlp train` saves without --save: the architecture, activation and
-#: initialisation name the file, so the README's two recipes do not collide, and a name
-#: already taken gets the next number (-2, -3, ...): a default save never replaces a file.
-DEFAULT_SAVE = Path("runs") / "mnist-{arch}-{activation}-{init}.safetensors"
 # The default recipe: what `python scripts/train_mnist.py` runs with no flags.
 DEFAULTS = {
     "hidden": "16,16",
@@ -28,8 +24,6 @@ DEFAULTS = {
     "seed": 0,
     "backend": "numba",
 }
-# Initialisations by their short names, as the default save name spells them.
-_SHORT_INIT = {"he_uniform": "he", "xavier_uniform": "xavier"}
 
 
 def _number(check: Callable[[str, Any], Any], parse: Callable[[str], Any]) -> Callable:
@@ -163,6 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fastmlp.data import load_mnist
+    from fastmlp.outputs import check_paths, default_save_path, save_run
 
     train_x, train_y, test_x, test_y = load_mnist(args.data_dir, download=not args.no_download)
     n_inputs = int(np.prod(train_x.shape[1:]))
@@ -175,8 +170,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     arch = "-".join(map(str, model.sizes))
     # Every path is checked before training, so no run's work is lost to a bad one.
     explicit = args.save is not None
-    save_path = args.save if explicit else _default_save_path(model)
-    _check_paths(args, save_path)
+    save_path = args.save if explicit else default_save_path(model)
+    check_paths({"--resume": args.resume, "--save": save_path, "--json": args.json,
+                 "--plot": args.plot})  # fmt: skip
     if not args.quiet:
         print(
             f"training {arch} {model.activation} on {len(train_x)} images "
@@ -199,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     scores = model.evaluate(test_x, test_y)
-    saved, where = _save_run(model, history, save_path, explicit=explicit, force=args.force)
+    saved, where = save_run(model, history, save_path, explicit=explicit, force=args.force)
     if args.json is not None:
         write_results_json(args.json, model, history, scores, saved)
     if args.plot is not None and history.epochs:
@@ -267,76 +263,6 @@ def _resumed_model(args: argparse.Namespace, n_inputs: int, n_classes: int) -> A
             f"({n_inputs} inputs, {n_classes} classes)"
         )
     return model
-
-
-def _default_save_path(model: Any) -> Path:
-    from fastmlp.files import free_name
-
-    name = str(DEFAULT_SAVE).format(
-        arch="-".join(map(str, model.sizes)),
-        activation=model.activation,
-        init=_SHORT_INIT.get(model.init, model.init),
-    )
-    return free_name(Path(name))
-
-
-def _check_paths(args: argparse.Namespace, save_path: Path) -> None:
-    """Refuse, before training, outputs that cannot be written or that name one file twice."""
-    from fastmlp.files import same_file, write_target
-
-    named = {"--resume": args.resume, "--save": save_path, "--json": args.json, "--plot": args.plot}
-    named = {flag: path for flag, path in named.items() if path is not None}
-    for flag, path in named.items():
-        if flag != "--resume":
-            write_target(path)
-    flags = list(named)
-    for i, first in enumerate(flags):
-        for second in flags[i + 1 :]:
-            if same_file(named[first], named[second]):
-                raise ValueError(
-                    f"{first} and {second} name the same file ({named[second]}); "
-                    "give each its own path"
-                )
-
-
-def _save_run(
-    model: Any, history: Any, save_path: Path, *, explicit: bool, force: bool
-) -> tuple[Path | None, str]:
-    """Save the trained model where it may go; returns the path (or None) and the line to print.
-
-    A default name is never replaced (a taken one gets the next number). An explicit
-    --save replaces its file, except with the model of an interrupted or diverged run,
-    which replaces nothing without --force and goes beside it instead. A run that
-    completed no epoch saves nothing.
-    """
-    import os
-
-    from fastmlp.files import free_name
-
-    done = len(history.epochs)
-    if done == 0:
-        return None, "no epoch completed: no model saved"
-    partial = history.stop_reason in ("interrupted", "diverged")
-    existed = os.path.lexists(save_path)
-    if partial and existed and not force:
-        beside = free_name(save_path.with_name(f"{save_path.stem}-partial{save_path.suffix}"))
-        model.save(beside, overwrite=False)
-        return beside, (
-            f"{save_path} already holds a model and was kept; the model of this "
-            f"{history.stop_reason} run ({done} epoch(s)) was saved to {beside} "
-            "(--force replaces instead)"
-        )
-    if explicit or force:
-        model.save(save_path)
-        return save_path, f"model saved to {save_path}" + (
-            " (replacing the file that was there)" if existed else ""
-        )
-    while True:  # another run may take the default name while this one trains
-        try:
-            model.save(save_path, overwrite=False)
-            return save_path, f"model saved to {save_path}"
-        except FileExistsError:
-            save_path = free_name(save_path)
 
 
 def write_results_json(
