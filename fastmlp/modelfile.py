@@ -119,7 +119,7 @@ def read_model_file(
     with open(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, f"{name} is a folder, not a model file")
+            raise IsADirectoryError(f"{name} is a folder, not a model file")
         if not stat.S_ISREG(st.st_mode):
             raise ModelFileError(f"{name}: not a regular file (a device, pipe or socket)")
         size = st.st_size
@@ -274,6 +274,11 @@ def _check_header(
     for key, entry in header.items():
         if key == "__metadata__":
             continue
+        if isinstance(entry, dict) and isinstance(entry.get("dtype"), str):
+            if entry["dtype"] not in _DTYPES:
+                raise _not_safetensors(
+                    name, f"tensor {key!r} has dtype {entry['dtype']}, which NumPy cannot hold"
+                )
         try:
             dtype = _DTYPES[entry["dtype"]]
             shape = tuple(entry["shape"])
