@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 import kernels
+from fastmlp import validation as check
+from fastmlp.training import EarlyStopping, History, TrainingOptions, train
 from kernels.layout import INITS, Net, param_layout
-
-if TYPE_CHECKING:
-    from fastmlp.training import History
 
 _DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "mse", "identity": "mse"}
 # He keeps ReLU-like units alive; Xavier keeps sigmoid/tanh out of saturation at the start.
@@ -81,15 +80,13 @@ class MLP:
         init = _INIT_ALIASES.get(init, init) if init else _DEFAULT_INIT[activation]
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of he, xavier, {', '.join(INITS)}")
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.init = init
-        self.seed = int(seed)
+        self.seed = check.seed("seed", seed)
         self.backend = backend
         self.kernels = kernels.backend(backend)
         self.params = np.zeros(self.net.n_params, np.float32)
         self.kernels.init_params(self.params, self.net, init, self.seed)
-        self.history = None  # the History of the last fit, kept for the model file's metadata
+        self.history: History | None = None  # the last fit's, kept in the model file too
 
     # --- the architecture, read back --------------------------------------------------
 
@@ -136,12 +133,17 @@ class MLP:
             )
         if X.dtype != np.uint8:
             X = X.astype(np.float32, copy=False)
+            _check_finite(X)
         return np.ascontiguousarray(X)
 
     def prepare_targets(self, y: Any, n_rows: int) -> np.ndarray:
         """Class ids (int32) for cross-entropy, float32 (N, outputs) targets for MSE."""
         y = np.asarray(y)
         n_out = self.sizes[-1]
+        if y.ndim == 0 or y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number):
+            raise ValueError(
+                f"labels must be an array of numbers, one per example, got {_short(y)}"
+            )
         if y.shape[0] != n_rows:
             raise ValueError(f"got {n_rows} inputs but {y.shape[0]} labels")
         if self.loss == "cross_entropy":
@@ -149,34 +151,116 @@ class MLP:
                 raise ValueError(
                     f"labels must be a 1-D array of class ids, got shape {y.shape} {y.dtype}"
                 )
-            labels = y.astype(np.int32)
-            if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+            # Range first: a cast would wrap a huge id into range.
+            if y.size and (y.min() < 0 or y.max() >= n_out):
                 raise ValueError(
                     f"labels must lie in 0..{n_out - 1} for {n_out} outputs, "
-                    f"got {int(labels.min())}..{int(labels.max())}"
+                    f"got {int(y.min())}..{int(y.max())}"
                 )
-            return labels
+            return y.astype(np.int32)
         if y.ndim == 1 and n_out == 1:
-            return np.ascontiguousarray(y.astype(np.float32).reshape(-1, 1))
+            y = y.reshape(-1, 1)
         if y.ndim == 1:  # class ids for an MSE classifier: one-hot targets
             if not _all_whole(y) or y.min() < 0 or y.max() >= n_out:
                 raise ValueError(f"class ids must lie in 0..{n_out - 1}, got {y.min()}..{y.max()}")
             return np.ascontiguousarray(np.eye(n_out, dtype=np.float32)[y.astype(np.int64)])
         if y.ndim != 2 or y.shape[1] != n_out:
             raise ValueError(f"targets must have shape (N, {n_out}), got {y.shape}")
-        return np.ascontiguousarray(y, dtype=np.float32)
+        targets = np.ascontiguousarray(y, dtype=np.float32)
+        _check_finite(targets, "targets")
+        return targets
 
     # --- what a trained model does --------------------------------------------------------
 
-    def fit(self, X: Any, y: Any, **options: Any) -> History:
-        """Train on ``(X, y)`` and return the per-epoch :class:`~fastmlp.training.History`.
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = TrainingOptions.epochs,
+        batch_size: int = TrainingOptions.batch_size,
+        lr: float = TrainingOptions.lr,
+        optimizer: str = TrainingOptions.optimizer,
+        momentum: float = TrainingOptions.momentum,
+        weight_decay: float = TrainingOptions.weight_decay,
+        lr_schedule: str | None = TrainingOptions.lr_schedule,
+        validation_data: tuple[Any, Any] | None = None,
+        early_stopping: EarlyStopping | int | dict[str, Any] | None = None,
+        shuffle: bool = TrainingOptions.shuffle,
+        progress: bool = TrainingOptions.progress,
+        threads: int | None = TrainingOptions.threads,
+    ) -> History:
+        """Train in place with mini-batch gradient descent; see :mod:`fastmlp.training`.
 
-        The options (``epochs``, ``batch_size``, ``lr``, ``optimizer``, ...) are those of
-        :func:`fastmlp.training.fit`; the history is also kept as ``model.history``.
+        Parameters
+        ----------
+        X : array_like
+            Inputs, one row per example: uint8 pixels (read as x/255) or finite numbers;
+            images are flattened.
+        y : array_like
+            Class ids (N,), or float targets (N, outputs) for an MSE model.
+        epochs : int
+            Passes over the data.
+        batch_size : int
+            Examples per step (the last batch of an epoch may be smaller).
+        lr : float
+            Learning rate (the peak rate under a schedule).
+        optimizer : {"sgd", "momentum", "adam"}
+            Update rule.
+        momentum : float
+            In [0, 1): the momentum of ``"momentum"``.
+        weight_decay : float
+            L2 regularisation strength lambda, added to the gradient as ``lambda * w``.
+        lr_schedule : {None, "step", "cosine", "onecycle"}
+            See :func:`fastmlp.schedules.learning_rates`.
+        validation_data : (X_val, y_val), optional
+            Scored after every epoch (``val_loss``, ``val_accuracy``).
+        early_stopping : EarlyStopping or int or dict, optional
+            Patience (and ``min_delta``) on the validation loss; needs ``validation_data``.
+            The best epoch's parameters are restored when it stops training.
+        shuffle : bool
+            Visit the examples in a new order each epoch, seeded by ``seed``.
+        progress : bool
+            A progress bar on a terminal and one summary line per epoch on stdout.
+        threads : int, optional
+            Threads the kernels may use (default: every core, capped by NUMBA_NUM_THREADS).
+
+        Returns
+        -------
+        History
+            Per-epoch metrics and why training stopped, also kept as ``model.history``.
+            Divergence (a loss of NaN or inf) stops training, keeps the last good
+            parameters and warns; Ctrl-C stops and keeps the last completed epoch.
+
+        Raises
+        ------
+        ValueError
+            For a bad option, or data that does not fit the model (wrong shape, NaN or
+            infinite inputs, labels out of range), before any training.
         """
-        from fastmlp.training import fit
-
-        return fit(self, X, y, **options)
+        options = TrainingOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            shuffle=shuffle,
+            progress=progress,
+            threads=threads,
+        )
+        inputs = self.prepare_inputs(X)
+        targets = self.prepare_targets(y, len(inputs))
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            # Checked and converted once: evaluating every epoch then converts nothing.
+            val_inputs = self.prepare_inputs(validation_data[0])
+            validation = (val_inputs, self.prepare_targets(validation_data[1], len(val_inputs)))
+        self.history = train(self, inputs, targets, options, validation, early_stopping)
+        return self.history
 
     def feedforward(self, X: Any) -> np.ndarray:
         """Outputs of the last layer (probabilities for softmax), one row per example."""
@@ -296,6 +380,20 @@ def _classes(rows: np.ndarray) -> np.ndarray:
     if rows.shape[1] == 1:
         return (rows[:, 0] > 0.5).astype(np.int64)
     return rows.argmax(axis=1)
+
+
+def _check_finite(rows: np.ndarray, what: str = "inputs") -> None:
+    """Refuse NaN or infinity, naming the first bad row: training on it only "diverges"."""
+    # min and max propagate NaN and show an infinity: two passes, no temporary array.
+    if rows.size == 0 or (np.isfinite(rows.min()) and np.isfinite(rows.max())):
+        return
+    bad = int(np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))[0])
+    raise ValueError(f"{what} row {bad} holds NaN or infinity: {_short(rows[bad])}")
+
+
+def _short(value: Any) -> str:
+    text = np.array2string(np.asarray(value), threshold=8, edgeitems=3)
+    return " ".join(text.split())
 
 
 def _all_whole(y: np.ndarray) -> bool:
