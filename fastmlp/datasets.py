@@ -11,13 +11,16 @@ targets, ready for :class:`fastmlp.MLP`. No scikit-learn: each is a few lines of
 
 from __future__ import annotations
 
-import math
+import numbers
 
 import numpy as np
+
+from fastmlp import validation as check
 
 __all__ = [
     "BAR_PATTERNS",
     "bars",
+    "holdout_rows",
     "circles",
     "moons",
     "spiral",
@@ -37,21 +40,7 @@ BAR_PATTERNS: dict[str, tuple[tuple[float, ...], tuple[float, float]]] = {
 
 
 def _rng(seed: int) -> np.random.Generator:
-    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return np.random.default_rng(int(seed))
-
-
-def _check_count(name: str, value: int, minimum: int = 1) -> int:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_noise(noise: float) -> float:
-    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
-    return float(noise)
+    return np.random.default_rng(check.seed("seed", seed))
 
 
 def _shuffled(rng: np.random.Generator, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -82,8 +71,8 @@ def xor(n_per_case: int = 1, noise: float = 0.0, seed: int = 0) -> tuple[np.ndar
     y : ndarray of float32, shape (4 * n_per_case,)
         The targets 0, 1, 1, 0 (for a single sigmoid output trained with MSE).
     """
-    n = _check_count("n_per_case", n_per_case)
-    noise = _check_noise(noise)
+    n = check.positive_int("n_per_case", n_per_case)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     table = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     X = np.tile(table, (n, 1))
@@ -119,8 +108,8 @@ def bars(
         Targets ``(horizontal, vertical)``: ``(1, 0)`` for a horizontal bar,
         ``(0, 1)`` for a vertical one (two sigmoid outputs trained with MSE).
     """
-    n = _check_count("n_per_pattern", n_per_pattern)
-    noise = _check_noise(noise)
+    n = check.positive_int("n_per_pattern", n_per_pattern)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     pixels = np.array([p for p, _ in BAR_PATTERNS.values()], np.float32)
     targets = np.array([t for _, t in BAR_PATTERNS.values()], np.float32)
@@ -149,8 +138,8 @@ def moons(n: int = 1000, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarray,
     y : ndarray of int64, shape (n,)
         0 for the upper moon, 1 for the lower one.
     """
-    n = _check_count("n", n, 2)
-    noise = _check_noise(noise)
+    n = check.integer("n", n, minimum=2)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     n_upper = n - n // 2
     t_upper = np.linspace(0, np.pi, n_upper)
@@ -185,9 +174,10 @@ def circles(
     y : ndarray of int64, shape (n,)
         0 for the outer circle, 1 for the inner one.
     """
-    n = _check_count("n", n, 2)
-    noise = _check_noise(noise)
-    if not (isinstance(factor, int | float) and 0 < factor < 1):
+    n = check.integer("n", n, minimum=2)
+    noise = check.non_negative_real("noise", noise)
+    factor = check.real("factor", factor)
+    if not 0 < factor < 1:
         raise ValueError(f"factor must lie strictly between 0 and 1, got {factor!r}")
     rng = _rng(seed)
     n_outer = n - n // 2
@@ -229,9 +219,9 @@ def spiral(
     y : ndarray of int64, shape (n,)
         The arm of each point, ``0 .. arms - 1``.
     """
-    arms = _check_count("arms", arms, 2)
-    n = _check_count("n", n, arms)
-    noise = _check_noise(noise)
+    arms = check.integer("arms", arms, minimum=2)
+    n = check.integer("n", n, minimum=arms)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     counts = [n // arms + (k < n % arms) for k in range(arms)]
     points, labels = [], []
@@ -268,8 +258,8 @@ def study_sleep(n: int = 200, noise: float = 1.0, seed: int = 0) -> tuple[np.nda
     y : ndarray of float32, shape (n,)
         1.0 for a pass, 0.0 for a fail.
     """
-    n = _check_count("n", n)
-    noise = _check_noise(noise)
+    n = check.positive_int("n", n)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     studied = rng.uniform(0.0, 10.0, n)
     slept = rng.uniform(3.0, 10.0, n)
@@ -306,17 +296,27 @@ def train_test_split(
     n = len(arrays_np[0])
     if any(len(a) != n for a in arrays_np):
         raise ValueError(f"arrays have different numbers of rows: {[len(a) for a in arrays_np]}")
-    if isinstance(test_size, float):
-        if not 0 < test_size < 1:
-            raise ValueError(f"a fractional test_size must lie in (0, 1), got {test_size}")
-        n_test = round(n * test_size)
-    else:
-        n_test = int(test_size)
-    if not 0 < n_test < n:
-        raise ValueError(f"test_size {test_size!r} leaves no rows for one side of {n} rows")
+    n_test = holdout_rows("test_size", test_size, n)
     order = _rng(seed).permutation(n) if shuffle else np.arange(n)
     train, test = order[: n - n_test], order[n - n_test :]
     out = []
     for a in arrays_np:
         out += [np.ascontiguousarray(a[train]), np.ascontiguousarray(a[test])]
     return out
+
+
+def holdout_rows(name: str, size: float | int, n: int) -> int:
+    """How many of ``n`` rows a hold-out of ``size`` takes: a count, or a fraction in (0, 1).
+
+    Raises ``ValueError`` naming ``name`` unless both sides keep at least one row.
+    """
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        rows = check.positive_int(name, size)
+    else:
+        fraction = check.real(name, size)
+        if not 0 < fraction < 1:
+            raise ValueError(f"a fractional {name} must lie in (0, 1), got {size!r}")
+        rows = round(n * fraction)
+    if not 0 < rows < n:
+        raise ValueError(f"{name} {size!r} leaves no rows for one side of {n} rows")
+    return rows

@@ -185,3 +185,17 @@ def test_train_test_split_refuses_arrays_of_different_lengths():
 def test_public_names_are_exported():
     for name in datasets.__all__:
         assert hasattr(datasets, name)
+
+
+def test_numpy_scalars_are_accepted_and_bools_refused():
+    X, y = moons(np.int64(20), noise=np.float32(0.1), seed=np.int64(3))
+    np.testing.assert_allclose(X, moons(20, noise=0.1, seed=3)[0], rtol=1e-6)
+    _, test = train_test_split(np.arange(10), test_size=np.float32(0.3))
+    assert len(test) == 3
+    assert len(train_test_split(np.arange(10), test_size=np.int64(4))[1]) == 4
+    with pytest.raises(ValueError, match="seed must be an integer, got True"):
+        moons(20, seed=True)
+    with pytest.raises(ValueError, match="noise must be a finite number, got True"):
+        spiral(20, noise=True)
+    with pytest.raises(ValueError, match="test_size must be a finite number, got True"):
+        train_test_split(np.arange(10), test_size=True)
