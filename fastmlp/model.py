@@ -10,6 +10,7 @@ import numpy as np
 
 import kernels
 from fastmlp import validation as check
+from fastmlp.arrays import as_inputs, as_targets
 from fastmlp.training import EarlyStopping, History, TrainingOptions, train
 from kernels.layout import INITS, Net, param_layout
 
@@ -68,18 +69,14 @@ class MLP:
             )
         if not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in sizes):
             raise ValueError(f"sizes must be whole numbers, got {list(sizes)!r}")
-        if output not in _DEFAULT_LOSS:
-            raise ValueError(f"unknown output {output!r}; choose one of {tuple(_DEFAULT_LOSS)}")
-        if activation not in _DEFAULT_INIT:
-            raise ValueError(
-                f"unknown activation {activation!r}; choose one of {tuple(_DEFAULT_INIT)}"
-            )
+        check.choice("output", output, tuple(_DEFAULT_LOSS))
+        check.choice("activation", activation, tuple(_DEFAULT_INIT))
         self.net = Net(
             tuple(int(s) for s in sizes), activation, output, loss or _DEFAULT_LOSS[output]
         )
-        init = _INIT_ALIASES.get(init, init) if init else _DEFAULT_INIT[activation]
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of he, xavier, {', '.join(INITS)}")
+        if init is None:
+            init = _DEFAULT_INIT[activation]
+        init = _INIT_ALIASES.get(check.choice("init", init, (*_INIT_ALIASES, *INITS)), init)
         self.init = init
         self.seed = check.seed("seed", seed)
         self.backend = backend
@@ -115,60 +112,14 @@ class MLP:
     # --- inputs --------------------------------------------------------------------------
 
     def prepare_inputs(self, X: Any) -> np.ndarray:
-        """Rows of features the kernels can read: uint8 stays uint8 (read as x/255), the rest float32."""
-        X = np.asarray(X)
-        if X.dtype == np.bool_ or not np.issubdtype(X.dtype, np.number):
-            raise ValueError(f"inputs must be numeric, got dtype {X.dtype}")
-        if X.ndim == 1 and self.sizes[0] == X.shape[0]:
-            X = X[None, :]
-        if X.ndim < 2:
-            raise ValueError(f"inputs must have one row per example, got shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError("inputs are empty: no examples given")
-        X = X.reshape(X.shape[0], -1)  # images (N, 28, 28) become rows of 784
-        if X.shape[1] != self.sizes[0]:
-            raise ValueError(
-                f"inputs have {X.shape[1]} features per example but the model's first layer "
-                f"takes {self.sizes[0]} (sizes {list(self.sizes)})"
-            )
-        if X.dtype != np.uint8:
-            X = X.astype(np.float32, copy=False)
-            _check_finite(X)
-        return np.ascontiguousarray(X)
+        """Rows of features the kernels can read: uint8 stays uint8 (read as x/255), the rest
+        float32; see :func:`fastmlp.arrays.as_inputs`."""
+        return as_inputs(X, self.sizes[0])
 
     def prepare_targets(self, y: Any, n_rows: int) -> np.ndarray:
-        """Class ids (int32) for cross-entropy, float32 (N, outputs) targets for MSE."""
-        y = np.asarray(y)
-        n_out = self.sizes[-1]
-        if y.ndim == 0 or y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number):
-            raise ValueError(
-                f"labels must be an array of numbers, one per example, got {_short(y)}"
-            )
-        if y.shape[0] != n_rows:
-            raise ValueError(f"got {n_rows} inputs but {y.shape[0]} labels")
-        if self.loss == "cross_entropy":
-            if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or _all_whole(y)):
-                raise ValueError(
-                    f"labels must be a 1-D array of class ids, got shape {y.shape} {y.dtype}"
-                )
-            # Range first: a cast would wrap a huge id into range.
-            if y.size and (y.min() < 0 or y.max() >= n_out):
-                raise ValueError(
-                    f"labels must lie in 0..{n_out - 1} for {n_out} outputs, "
-                    f"got {int(y.min())}..{int(y.max())}"
-                )
-            return y.astype(np.int32)
-        if y.ndim == 1 and n_out == 1:
-            y = y.reshape(-1, 1)
-        if y.ndim == 1:  # class ids for an MSE classifier: one-hot targets
-            if not _all_whole(y) or y.min() < 0 or y.max() >= n_out:
-                raise ValueError(f"class ids must lie in 0..{n_out - 1}, got {y.min()}..{y.max()}")
-            return np.ascontiguousarray(np.eye(n_out, dtype=np.float32)[y.astype(np.int64)])
-        if y.ndim != 2 or y.shape[1] != n_out:
-            raise ValueError(f"targets must have shape (N, {n_out}), got {y.shape}")
-        targets = np.ascontiguousarray(y, dtype=np.float32)
-        _check_finite(targets, "targets")
-        return targets
+        """Class ids (int32) for cross-entropy, float32 (N, outputs) targets for MSE; see
+        :func:`fastmlp.arrays.as_targets`."""
+        return as_targets(y, n_rows, self.sizes[-1], self.loss)
 
     # --- what a trained model does --------------------------------------------------------
 
@@ -380,24 +331,6 @@ def _classes(rows: np.ndarray) -> np.ndarray:
     if rows.shape[1] == 1:
         return (rows[:, 0] > 0.5).astype(np.int64)
     return rows.argmax(axis=1)
-
-
-def _check_finite(rows: np.ndarray, what: str = "inputs") -> None:
-    """Refuse NaN or infinity, naming the first bad row: training on it only "diverges"."""
-    # min and max propagate NaN and show an infinity: two passes, no temporary array.
-    if rows.size == 0 or (np.isfinite(rows.min()) and np.isfinite(rows.max())):
-        return
-    bad = int(np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))[0])
-    raise ValueError(f"{what} row {bad} holds NaN or infinity: {_short(rows[bad])}")
-
-
-def _short(value: Any) -> str:
-    text = np.array2string(np.asarray(value), threshold=8, edgeitems=3)
-    return " ".join(text.split())
-
-
-def _all_whole(y: np.ndarray) -> bool:
-    return bool(np.issubdtype(y.dtype, np.number) and np.all(np.mod(y, 1) == 0))
 
 
 def _loss_from_outputs(outputs: np.ndarray, targets: np.ndarray, loss: str) -> float:
