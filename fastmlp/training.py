@@ -166,12 +166,11 @@ def train(
     report = Reporter(options.progress, validation is not None)
     rng = np.random.default_rng(model.seed)
     n, steps_per_epoch = len(inputs), math.ceil(len(inputs) / options.batch_size)
-    epoch_start = stepper.snapshot()
+    kept = stepper.snapshot(), 0  # what Ctrl-C goes back to: the last completed epoch
     try:
         history.warmup_seconds = _warm_up(stepper, validation)
         report.warmed_up(history.warmup_seconds)
         for epoch in range(1, options.epochs + 1):
-            epoch_start = stepper.snapshot()
             order = rng.permutation(n) if options.shuffle else np.arange(n)
             rates = learning_rates(
                 options.lr_schedule, options.lr, epoch - 1, options.epochs, steps_per_epoch
@@ -182,6 +181,7 @@ def train(
                 entry["val_loss"], entry["val_accuracy"] = scores["loss"], scores["accuracy"]
             history.epochs.append(entry)
             history.train_seconds += entry["seconds"]
+            kept = stepper.snapshot(), epoch
             report.epoch_line(entry)
             if stopper is not None and stopper.should_stop(epoch, entry["val_loss"], model.params):
                 model.params[...] = stopper.best_params
@@ -192,8 +192,9 @@ def train(
                 )
                 break
     except KeyboardInterrupt:
-        stepper.restore(epoch_start)
-        done = len(history.epochs)
+        stepper.restore(kept[0])
+        done = kept[1]
+        del history.epochs[done:]  # an epoch recorded just before its state was kept
         history.stop_reason = "interrupted"
         history.message = f"interrupted in epoch {done + 1}; keeping the {done} completed epoch(s)"
     except _Diverged as diverged:
