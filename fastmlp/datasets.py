@@ -12,6 +12,7 @@ targets, ready for :class:`fastmlp.MLP`. No scikit-learn: each is a few lines of
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,9 @@ from fastmlp import validation as check
 __all__ = [
     "BAR_PATTERNS",
     "bars",
+    "holdout_indices",
     "holdout_rows",
+    "holdout_size",
     "circles",
     "moons",
     "spiral",
@@ -269,7 +272,11 @@ def study_sleep(n: int = 200, noise: float = 1.0, seed: int = 0) -> tuple[np.nda
 
 
 def train_test_split(
-    *arrays: np.ndarray, test_size: float | int = 0.25, seed: int = 0, shuffle: bool = True
+    *arrays: np.ndarray,
+    test_size: float | int = 0.25,
+    seed: int = 0,
+    shuffle: bool = True,
+    stratify: Any = None,
 ) -> list[np.ndarray]:
     """Split arrays with the same number of rows into a training and a test part.
 
@@ -283,6 +290,9 @@ def train_test_split(
         Seeds the shuffle.
     shuffle : bool
         Shuffle the rows first; otherwise the test part is the last rows.
+    stratify : array_like, optional
+        Class ids, one per row: each class gets its share of the test part (see
+        :func:`holdout_indices`); needs ``shuffle``. Both parts keep the rows' order.
 
     Returns
     -------
@@ -296,13 +306,28 @@ def train_test_split(
     n = len(arrays_np[0])
     if any(len(a) != n for a in arrays_np):
         raise ValueError(f"arrays have different numbers of rows: {[len(a) for a in arrays_np]}")
-    n_test = holdout_rows("test_size", test_size, n)
-    order = _rng(seed).permutation(n) if shuffle else np.arange(n)
-    train, test = order[: n - n_test], order[n - n_test :]
+    if stratify is not None:
+        if not shuffle:
+            raise ValueError("stratify needs shuffle=True: a stratified split is a random one")
+        train, test = holdout_indices(n, test_size, seed=seed, classes=stratify, name="test_size")
+    else:
+        n_test = holdout_rows("test_size", test_size, n)
+        order = _rng(seed).permutation(n) if shuffle else np.arange(n)
+        train, test = order[: n - n_test], order[n - n_test :]
     out = []
     for a in arrays_np:
         out += [np.ascontiguousarray(a[train]), np.ascontiguousarray(a[test])]
     return out
+
+
+def holdout_size(name: str, size: float | int) -> float | int:
+    """``size`` as a number of rows (an ``int`` >= 1) or a fraction (a ``float`` in (0, 1))."""
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        return check.positive_int(name, size)
+    fraction = check.real(name, size)
+    if not 0 < fraction < 1:
+        raise ValueError(f"a fractional {name} must lie in (0, 1), got {size!r}")
+    return fraction
 
 
 def holdout_rows(name: str, size: float | int, n: int) -> int:
@@ -310,13 +335,57 @@ def holdout_rows(name: str, size: float | int, n: int) -> int:
 
     Raises ``ValueError`` naming ``name`` unless both sides keep at least one row.
     """
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
-        rows = check.positive_int(name, size)
-    else:
-        fraction = check.real(name, size)
-        if not 0 < fraction < 1:
-            raise ValueError(f"a fractional {name} must lie in (0, 1), got {size!r}")
-        rows = round(n * fraction)
+    size = holdout_size(name, size)
+    rows = size if isinstance(size, int) else round(n * size)
     if not 0 < rows < n:
         raise ValueError(f"{name} {size!r} leaves no rows for one side of {n} rows")
     return rows
+
+
+def holdout_indices(
+    n_rows: int,
+    size: float | int,
+    *,
+    seed: int = 0,
+    classes: Any = None,
+    name: str = "validation_split",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the rest and of a seeded random hold-out of ``size`` rows.
+
+    With ``classes`` (one id per row) the hold-out is stratified: each class gives its
+    share, rounded down, and the rows left over go to the classes with the largest
+    remainders, so every class is represented as in the whole. Both index arrays are
+    ascending: the rows keep their order.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows to split.
+    size : float or int
+        A fraction in (0, 1) or a number of rows (see :func:`holdout_rows`).
+    seed : int
+        Seeds which rows are held out.
+    classes : array_like, optional
+        Class id of each row, to stratify by.
+    name : str
+        The parameter named in errors.
+
+    Returns
+    -------
+    rest, holdout : ndarray of int64
+    """
+    n_holdout = holdout_rows(name, size, n_rows)
+    classes = np.zeros(n_rows, np.int64) if classes is None else np.asarray(classes)
+    if classes.shape != (n_rows,):
+        raise ValueError(f"give one class id per row to stratify by: {classes.shape} for {n_rows}")
+    order = _rng(seed).permutation(n_rows)
+    by_class = order[np.argsort(classes[order], kind="stable")]  # each class in random order
+    counts = np.unique(classes, return_counts=True)[1]
+    share = counts * (n_holdout / n_rows)
+    take = np.floor(share).astype(np.int64)
+    leftover = n_holdout - int(take.sum())
+    take[np.argsort(take - share, kind="stable")[:leftover]] += 1  # largest remainders
+    starts = np.cumsum(counts) - counts
+    held = np.zeros(n_rows, bool)
+    held[np.concatenate([by_class[a : a + k] for a, k in zip(starts, take, strict=True)])] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)

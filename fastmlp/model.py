@@ -11,6 +11,7 @@ import numpy as np
 import kernels
 from fastmlp import validation as check
 from fastmlp.arrays import as_inputs, as_targets
+from fastmlp.datasets import holdout_indices
 from fastmlp.training import EarlyStopping, History, TrainingOptions, train
 from kernels.layout import INITS, Net, param_layout
 
@@ -136,6 +137,7 @@ class MLP:
         weight_decay: float = TrainingOptions.weight_decay,
         lr_schedule: str | None = TrainingOptions.lr_schedule,
         validation_data: tuple[Any, Any] | None = None,
+        validation_split: float | int | None = TrainingOptions.validation_split,
         early_stopping: EarlyStopping | int | dict[str, Any] | None = None,
         shuffle: bool = TrainingOptions.shuffle,
         progress: bool = TrainingOptions.progress,
@@ -166,6 +168,11 @@ class MLP:
             See :func:`fastmlp.schedules.learning_rates`.
         validation_data : (X_val, y_val), optional
             Scored after every epoch (``val_loss``, ``val_accuracy``).
+        validation_split : float or int, optional
+            Instead of ``validation_data``: hold out this fraction (or number) of the
+            rows of ``(X, y)``, never trained on and scored after every epoch. The rows
+            are drawn at random, seeded by ``seed``, and every class keeps its share
+            (see :func:`fastmlp.datasets.holdout_indices`).
         early_stopping : EarlyStopping or int or dict, optional
             Patience (and ``min_delta``) on the validation loss; needs ``validation_data``.
             The best epoch's parameters are restored when it stops training.
@@ -200,11 +207,21 @@ class MLP:
             shuffle=shuffle,
             progress=progress,
             threads=threads,
+            validation_split=validation_split,
         )
         inputs = self.prepare_inputs(X)
         targets = self.prepare_targets(y, len(inputs))
         validation = None
-        if validation_data is not None:
+        if options.validation_split is not None:
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            classes = targets if targets.ndim == 1 else _classes(targets)
+            rest, held = holdout_indices(
+                len(inputs), options.validation_split, seed=self.seed, classes=classes
+            )
+            validation = inputs[held], targets[held]
+            inputs, targets = inputs[rest], targets[rest]
+        elif validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             # Checked and converted once: evaluating every epoch then converts nothing.

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fastmlp import validation as check
+from fastmlp.datasets import holdout_size
 from fastmlp.progress import Reporter
 from fastmlp.schedules import SCHEDULES, learning_rates
 from kernels.layout import OPTIMIZERS, Net, Optimizer, optimizer_state
@@ -60,6 +61,7 @@ class TrainingOptions:
     shuffle: bool = True
     progress: bool = True
     threads: int | None = None  # None: every core (the numba backend caps it itself)
+    validation_split: float | int | None = None  # held out of the data by MLP.fit
 
     def __post_init__(self) -> None:
         checked = {
@@ -77,6 +79,9 @@ class TrainingOptions:
             "threads": (os.cpu_count() or 1)
             if self.threads is None
             else check.positive_int("threads", self.threads),
+            "validation_split": None
+            if self.validation_split is None
+            else holdout_size("validation_split", self.validation_split),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -340,7 +345,9 @@ def _early_stopping(option: Any, validation: Any) -> EarlyStopping | None:
     if option is None or option is False:
         return None
     if validation is None:
-        raise ValueError("early_stopping watches the validation loss: give validation_data too")
+        raise ValueError(
+            "early_stopping watches the validation loss: give validation_data or validation_split"
+        )
     if isinstance(option, EarlyStopping):
         return EarlyStopping(option.patience, option.min_delta)
     if isinstance(option, dict):

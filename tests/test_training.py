@@ -319,3 +319,53 @@ def test_an_early_stopping_object_can_watch_two_runs():
         lengths.append(len(history.epochs))
         assert history.stop_reason == "early_stopping"
     assert lengths[0] == lengths[1]
+
+
+def test_validation_split_holds_out_a_seeded_stratified_part(monkeypatch):
+    from fastmlp.datasets import holdout_indices
+
+    X, y = blobs(n=300)
+    model = MLP([2, 8, 3], backend="numpy", seed=4)
+    trained_on = []
+    real_steps = model.kernels.train_steps
+
+    def watching(*args):
+        trained_on.append(args[3].shape[0])  # the rows the kernels may read
+        return real_steps(*args)
+
+    monkeypatch.setattr(model.kernels, "train_steps", watching)
+    history = model.fit(X, y, epochs=3, batch_size=16, validation_split=0.2, progress=False)
+    assert set(trained_on) == {240}
+    rest, held = holdout_indices(300, 0.2, seed=4, classes=y)
+    assert len(held) == 60 and not set(rest) & set(held)
+    shares = np.bincount(y[held], minlength=3) / np.bincount(y, minlength=3)
+    np.testing.assert_allclose(shares, 0.2, atol=0.01)
+    assert history["val_loss"][-1] == pytest.approx(model.evaluate(X[held], y[held])["loss"])
+    assert history.options["validation_split"] == 0.2
+    counted = MLP([2, 8, 3], backend="numpy", seed=4)
+    history = counted.fit(X, y, epochs=1, validation_split=np.int64(50), progress=False)
+    assert history.options["validation_split"] == 50 and history["val_loss"][0] is not None
+
+
+def test_validation_split_feeds_early_stopping():
+    X, y = blobs(n=200)
+    model = MLP([2, 32, 3], backend="numpy", seed=0)
+    history = model.fit(X, y, epochs=200, batch_size=4, lr=0.5, validation_split=0.5,
+                        early_stopping={"patience": 2, "min_delta": 1e-3}, progress=False)  # fmt: skip
+    assert history.stop_reason == "early_stopping" and len(history.epochs) < 200
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"validation_split": 0.0}, "fractional validation_split must lie in"),
+        ({"validation_split": 1.0}, "fractional validation_split must lie in"),
+        ({"validation_split": True}, "validation_split must be a finite number"),
+        ({"validation_split": 20}, "leaves no rows"),
+        ({"validation_split": 0.5, "validation_data": ([[0.0, 0.0]], [0])}, "not both"),
+    ],
+)
+def test_bad_validation_splits_say_what_is_wrong(options, message):
+    X, y = blobs(n=20)
+    with pytest.raises(ValueError, match=message):
+        MLP([2, 3], backend="numpy").fit(X, y, epochs=1, progress=False, **options)
