@@ -27,6 +27,7 @@ _EXPORTS = {
     "find_data_dir": "fastmlp.data",
     "MLP": "fastmlp.model",
     "History": "fastmlp.training",
+    "EarlyStopping": "fastmlp.training",
     "ModelFileError": "fastmlp.modelfile",
 }
 

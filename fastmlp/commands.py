@@ -270,6 +270,8 @@ def write_results_json(
 ) -> None:
     from fastmlp.files import write_atomically
 
+    # The history goes in as History.to_dict() writes it, so every reader (plots, a model
+    # file's metadata) sees one format; only the final test scores are added beside it.
     results = {
         "model": None if save_path is None else str(save_path),
         "sizes": list(model.sizes),
@@ -278,22 +280,7 @@ def write_results_json(
         "seed": model.seed,
         "test_accuracy": scores["accuracy"],
         "test_loss": scores["loss"],
-        "train_seconds": history.train_seconds,
-        "warmup_seconds": history.warmup_seconds,
-        "stop_reason": history.stop_reason,
-        "options": history.options,
-        "epochs": [
-            {
-                "epoch": e["epoch"],
-                "loss": e["loss"],
-                "train_accuracy": e["accuracy"],
-                "test_loss": e["val_loss"],
-                "test_accuracy": e["val_accuracy"],
-                "lr": e["lr"],
-                "seconds": e["seconds"],
-            }
-            for e in history.epochs
-        ],
+        **history.to_dict(),
     }
     write_atomically(path, (json.dumps(results, indent=2) + "\n").encode())
 

@@ -11,13 +11,19 @@ targets, ready for :class:`fastmlp.MLP`. No scikit-learn: each is a few lines of
 
 from __future__ import annotations
 
-import math
+import numbers
+from typing import Any
 
 import numpy as np
+
+from fastmlp import validation as check
 
 __all__ = [
     "BAR_PATTERNS",
     "bars",
+    "holdout_indices",
+    "holdout_rows",
+    "holdout_size",
     "circles",
     "moons",
     "spiral",
@@ -37,21 +43,7 @@ BAR_PATTERNS: dict[str, tuple[tuple[float, ...], tuple[float, float]]] = {
 
 
 def _rng(seed: int) -> np.random.Generator:
-    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return np.random.default_rng(int(seed))
-
-
-def _check_count(name: str, value: int, minimum: int = 1) -> int:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_noise(noise: float) -> float:
-    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
-    return float(noise)
+    return np.random.default_rng(check.seed("seed", seed))
 
 
 def _shuffled(rng: np.random.Generator, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -82,8 +74,8 @@ def xor(n_per_case: int = 1, noise: float = 0.0, seed: int = 0) -> tuple[np.ndar
     y : ndarray of float32, shape (4 * n_per_case,)
         The targets 0, 1, 1, 0 (for a single sigmoid output trained with MSE).
     """
-    n = _check_count("n_per_case", n_per_case)
-    noise = _check_noise(noise)
+    n = check.positive_int("n_per_case", n_per_case)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     table = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     X = np.tile(table, (n, 1))
@@ -119,8 +111,8 @@ def bars(
         Targets ``(horizontal, vertical)``: ``(1, 0)`` for a horizontal bar,
         ``(0, 1)`` for a vertical one (two sigmoid outputs trained with MSE).
     """
-    n = _check_count("n_per_pattern", n_per_pattern)
-    noise = _check_noise(noise)
+    n = check.positive_int("n_per_pattern", n_per_pattern)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     pixels = np.array([p for p, _ in BAR_PATTERNS.values()], np.float32)
     targets = np.array([t for _, t in BAR_PATTERNS.values()], np.float32)
@@ -149,8 +141,8 @@ def moons(n: int = 1000, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarray,
     y : ndarray of int64, shape (n,)
         0 for the upper moon, 1 for the lower one.
     """
-    n = _check_count("n", n, 2)
-    noise = _check_noise(noise)
+    n = check.integer("n", n, minimum=2)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     n_upper = n - n // 2
     t_upper = np.linspace(0, np.pi, n_upper)
@@ -185,9 +177,10 @@ def circles(
     y : ndarray of int64, shape (n,)
         0 for the outer circle, 1 for the inner one.
     """
-    n = _check_count("n", n, 2)
-    noise = _check_noise(noise)
-    if not (isinstance(factor, int | float) and 0 < factor < 1):
+    n = check.integer("n", n, minimum=2)
+    noise = check.non_negative_real("noise", noise)
+    factor = check.real("factor", factor)
+    if not 0 < factor < 1:
         raise ValueError(f"factor must lie strictly between 0 and 1, got {factor!r}")
     rng = _rng(seed)
     n_outer = n - n // 2
@@ -229,9 +222,9 @@ def spiral(
     y : ndarray of int64, shape (n,)
         The arm of each point, ``0 .. arms - 1``.
     """
-    arms = _check_count("arms", arms, 2)
-    n = _check_count("n", n, arms)
-    noise = _check_noise(noise)
+    arms = check.integer("arms", arms, minimum=2)
+    n = check.integer("n", n, minimum=arms)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     counts = [n // arms + (k < n % arms) for k in range(arms)]
     points, labels = [], []
@@ -268,8 +261,8 @@ def study_sleep(n: int = 200, noise: float = 1.0, seed: int = 0) -> tuple[np.nda
     y : ndarray of float32, shape (n,)
         1.0 for a pass, 0.0 for a fail.
     """
-    n = _check_count("n", n)
-    noise = _check_noise(noise)
+    n = check.positive_int("n", n)
+    noise = check.non_negative_real("noise", noise)
     rng = _rng(seed)
     studied = rng.uniform(0.0, 10.0, n)
     slept = rng.uniform(3.0, 10.0, n)
@@ -279,7 +272,11 @@ def study_sleep(n: int = 200, noise: float = 1.0, seed: int = 0) -> tuple[np.nda
 
 
 def train_test_split(
-    *arrays: np.ndarray, test_size: float | int = 0.25, seed: int = 0, shuffle: bool = True
+    *arrays: np.ndarray,
+    test_size: float | int = 0.25,
+    seed: int = 0,
+    shuffle: bool = True,
+    stratify: Any = None,
 ) -> list[np.ndarray]:
     """Split arrays with the same number of rows into a training and a test part.
 
@@ -293,6 +290,9 @@ def train_test_split(
         Seeds the shuffle.
     shuffle : bool
         Shuffle the rows first; otherwise the test part is the last rows.
+    stratify : array_like, optional
+        Class ids, one per row: each class gets its share of the test part (see
+        :func:`holdout_indices`); needs ``shuffle``. Both parts keep the rows' order.
 
     Returns
     -------
@@ -306,17 +306,86 @@ def train_test_split(
     n = len(arrays_np[0])
     if any(len(a) != n for a in arrays_np):
         raise ValueError(f"arrays have different numbers of rows: {[len(a) for a in arrays_np]}")
-    if isinstance(test_size, float):
-        if not 0 < test_size < 1:
-            raise ValueError(f"a fractional test_size must lie in (0, 1), got {test_size}")
-        n_test = round(n * test_size)
+    if stratify is not None:
+        if not shuffle:
+            raise ValueError("stratify needs shuffle=True: a stratified split is a random one")
+        train, test = holdout_indices(n, test_size, seed=seed, classes=stratify, name="test_size")
     else:
-        n_test = int(test_size)
-    if not 0 < n_test < n:
-        raise ValueError(f"test_size {test_size!r} leaves no rows for one side of {n} rows")
-    order = _rng(seed).permutation(n) if shuffle else np.arange(n)
-    train, test = order[: n - n_test], order[n - n_test :]
+        n_test = holdout_rows("test_size", test_size, n)
+        order = _rng(seed).permutation(n) if shuffle else np.arange(n)
+        train, test = order[: n - n_test], order[n - n_test :]
     out = []
     for a in arrays_np:
         out += [np.ascontiguousarray(a[train]), np.ascontiguousarray(a[test])]
     return out
+
+
+def holdout_size(name: str, size: float | int) -> float | int:
+    """``size`` as a number of rows (an ``int`` >= 1) or a fraction (a ``float`` in (0, 1))."""
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        return check.positive_int(name, size)
+    fraction = check.real(name, size)
+    if not 0 < fraction < 1:
+        raise ValueError(f"a fractional {name} must lie in (0, 1), got {size!r}")
+    return fraction
+
+
+def holdout_rows(name: str, size: float | int, n: int) -> int:
+    """How many of ``n`` rows a hold-out of ``size`` takes: a count, or a fraction in (0, 1).
+
+    Raises ``ValueError`` naming ``name`` unless both sides keep at least one row.
+    """
+    size = holdout_size(name, size)
+    rows = size if isinstance(size, int) else round(n * size)
+    if not 0 < rows < n:
+        raise ValueError(f"{name} {size!r} leaves no rows for one side of {n} rows")
+    return rows
+
+
+def holdout_indices(
+    n_rows: int,
+    size: float | int,
+    *,
+    seed: int = 0,
+    classes: Any = None,
+    name: str = "validation_split",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the rest and of a seeded random hold-out of ``size`` rows.
+
+    With ``classes`` (one id per row) the hold-out is stratified: each class gives its
+    share, rounded down, and the rows left over go to the classes with the largest
+    remainders, so every class is represented as in the whole. Both index arrays are
+    ascending: the rows keep their order.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows to split.
+    size : float or int
+        A fraction in (0, 1) or a number of rows (see :func:`holdout_rows`).
+    seed : int
+        Seeds which rows are held out.
+    classes : array_like, optional
+        Class id of each row, to stratify by.
+    name : str
+        The parameter named in errors.
+
+    Returns
+    -------
+    rest, holdout : ndarray of int64
+    """
+    n_holdout = holdout_rows(name, size, n_rows)
+    classes = np.zeros(n_rows, np.int64) if classes is None else np.asarray(classes)
+    if classes.shape != (n_rows,):
+        raise ValueError(f"give one class id per row to stratify by: {classes.shape} for {n_rows}")
+    order = _rng(seed).permutation(n_rows)
+    by_class = order[np.argsort(classes[order], kind="stable")]  # each class in random order
+    counts = np.unique(classes, return_counts=True)[1]
+    share = counts * (n_holdout / n_rows)
+    take = np.floor(share).astype(np.int64)
+    leftover = n_holdout - int(take.sum())
+    take[np.argsort(take - share, kind="stable")[:leftover]] += 1  # largest remainders
+    starts = np.cumsum(counts) - counts
+    held = np.zeros(n_rows, bool)
+    held[np.concatenate([by_class[a : a + k] for a, k in zip(starts, take, strict=True)])] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)

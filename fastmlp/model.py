@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 import kernels
+from fastmlp import validation as check
+from fastmlp.arrays import as_inputs, as_targets
+from fastmlp.datasets import holdout_indices
+from fastmlp.training import EarlyStopping, History, TrainingOptions, train
 from kernels.layout import INITS, Net, param_layout
-
-if TYPE_CHECKING:
-    from fastmlp.training import History
 
 _DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "mse", "identity": "mse"}
 # He keeps ReLU-like units alive; Xavier keeps sigmoid/tanh out of saturation at the start.
@@ -69,27 +70,21 @@ class MLP:
             )
         if not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in sizes):
             raise ValueError(f"sizes must be whole numbers, got {list(sizes)!r}")
-        if output not in _DEFAULT_LOSS:
-            raise ValueError(f"unknown output {output!r}; choose one of {tuple(_DEFAULT_LOSS)}")
-        if activation not in _DEFAULT_INIT:
-            raise ValueError(
-                f"unknown activation {activation!r}; choose one of {tuple(_DEFAULT_INIT)}"
-            )
+        check.choice("output", output, tuple(_DEFAULT_LOSS))
+        check.choice("activation", activation, tuple(_DEFAULT_INIT))
         self.net = Net(
             tuple(int(s) for s in sizes), activation, output, loss or _DEFAULT_LOSS[output]
         )
-        init = _INIT_ALIASES.get(init, init) if init else _DEFAULT_INIT[activation]
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; choose one of he, xavier, {', '.join(INITS)}")
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if init is None:
+            init = _DEFAULT_INIT[activation]
+        init = _INIT_ALIASES.get(check.choice("init", init, (*_INIT_ALIASES, *INITS)), init)
         self.init = init
-        self.seed = int(seed)
+        self.seed = check.seed("seed", seed)
         self.backend = backend
         self.kernels = kernels.backend(backend)
         self.params = np.zeros(self.net.n_params, np.float32)
         self.kernels.init_params(self.params, self.net, init, self.seed)
-        self.history = None  # the History of the last fit, kept for the model file's metadata
+        self.history: History | None = None  # the last fit's, kept in the model file too
 
     # --- the architecture, read back --------------------------------------------------
 
@@ -118,65 +113,122 @@ class MLP:
     # --- inputs --------------------------------------------------------------------------
 
     def prepare_inputs(self, X: Any) -> np.ndarray:
-        """Rows of features the kernels can read: uint8 stays uint8 (read as x/255), the rest float32."""
-        X = np.asarray(X)
-        if X.dtype == np.bool_ or not np.issubdtype(X.dtype, np.number):
-            raise ValueError(f"inputs must be numeric, got dtype {X.dtype}")
-        if X.ndim == 1 and self.sizes[0] == X.shape[0]:
-            X = X[None, :]
-        if X.ndim < 2:
-            raise ValueError(f"inputs must have one row per example, got shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError("inputs are empty: no examples given")
-        X = X.reshape(X.shape[0], -1)  # images (N, 28, 28) become rows of 784
-        if X.shape[1] != self.sizes[0]:
-            raise ValueError(
-                f"inputs have {X.shape[1]} features per example but the model's first layer "
-                f"takes {self.sizes[0]} (sizes {list(self.sizes)})"
-            )
-        if X.dtype != np.uint8:
-            X = X.astype(np.float32, copy=False)
-        return np.ascontiguousarray(X)
+        """Rows of features the kernels can read: uint8 stays uint8 (read as x/255), the rest
+        float32; see :func:`fastmlp.arrays.as_inputs`."""
+        return as_inputs(X, self.sizes[0])
 
     def prepare_targets(self, y: Any, n_rows: int) -> np.ndarray:
-        """Class ids (int32) for cross-entropy, float32 (N, outputs) targets for MSE."""
-        y = np.asarray(y)
-        n_out = self.sizes[-1]
-        if y.shape[0] != n_rows:
-            raise ValueError(f"got {n_rows} inputs but {y.shape[0]} labels")
-        if self.loss == "cross_entropy":
-            if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or _all_whole(y)):
-                raise ValueError(
-                    f"labels must be a 1-D array of class ids, got shape {y.shape} {y.dtype}"
-                )
-            labels = y.astype(np.int32)
-            if labels.size and (labels.min() < 0 or labels.max() >= n_out):
-                raise ValueError(
-                    f"labels must lie in 0..{n_out - 1} for {n_out} outputs, "
-                    f"got {int(labels.min())}..{int(labels.max())}"
-                )
-            return labels
-        if y.ndim == 1 and n_out == 1:
-            return np.ascontiguousarray(y.astype(np.float32).reshape(-1, 1))
-        if y.ndim == 1:  # class ids for an MSE classifier: one-hot targets
-            if not _all_whole(y) or y.min() < 0 or y.max() >= n_out:
-                raise ValueError(f"class ids must lie in 0..{n_out - 1}, got {y.min()}..{y.max()}")
-            return np.ascontiguousarray(np.eye(n_out, dtype=np.float32)[y.astype(np.int64)])
-        if y.ndim != 2 or y.shape[1] != n_out:
-            raise ValueError(f"targets must have shape (N, {n_out}), got {y.shape}")
-        return np.ascontiguousarray(y, dtype=np.float32)
+        """Class ids (int32) for cross-entropy, float32 (N, outputs) targets for MSE; see
+        :func:`fastmlp.arrays.as_targets`."""
+        return as_targets(y, n_rows, self.sizes[-1], self.loss)
 
     # --- what a trained model does --------------------------------------------------------
 
-    def fit(self, X: Any, y: Any, **options: Any) -> History:
-        """Train on ``(X, y)`` and return the per-epoch :class:`~fastmlp.training.History`.
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = TrainingOptions.epochs,
+        batch_size: int = TrainingOptions.batch_size,
+        lr: float = TrainingOptions.lr,
+        optimizer: str = TrainingOptions.optimizer,
+        momentum: float = TrainingOptions.momentum,
+        weight_decay: float = TrainingOptions.weight_decay,
+        lr_schedule: str | None = TrainingOptions.lr_schedule,
+        validation_data: tuple[Any, Any] | None = None,
+        validation_split: float | int | None = TrainingOptions.validation_split,
+        early_stopping: EarlyStopping | int | dict[str, Any] | None = None,
+        shuffle: bool = TrainingOptions.shuffle,
+        progress: bool = TrainingOptions.progress,
+        threads: int | None = TrainingOptions.threads,
+    ) -> History:
+        """Train in place with mini-batch gradient descent; see :mod:`fastmlp.training`.
 
-        The options (``epochs``, ``batch_size``, ``lr``, ``optimizer``, ...) are those of
-        :func:`fastmlp.training.fit`; the history is also kept as ``model.history``.
+        Parameters
+        ----------
+        X : array_like
+            Inputs, one row per example: uint8 pixels (read as x/255) or finite numbers;
+            images are flattened.
+        y : array_like
+            Class ids (N,), or float targets (N, outputs) for an MSE model.
+        epochs : int
+            Passes over the data.
+        batch_size : int
+            Examples per step (the last batch of an epoch may be smaller).
+        lr : float
+            Learning rate (the peak rate under a schedule).
+        optimizer : {"sgd", "momentum", "adam"}
+            Update rule.
+        momentum : float
+            In [0, 1): the momentum of ``"momentum"``.
+        weight_decay : float
+            L2 regularisation strength lambda, added to the gradient as ``lambda * w``.
+        lr_schedule : {None, "step", "cosine", "onecycle"}
+            See :func:`fastmlp.schedules.learning_rates`.
+        validation_data : (X_val, y_val), optional
+            Scored after every epoch (``val_loss``, ``val_accuracy``).
+        validation_split : float or int, optional
+            Instead of ``validation_data``: hold out this fraction (or number) of the
+            rows of ``(X, y)``, never trained on and scored after every epoch. The rows
+            are drawn at random, seeded by ``seed``, and every class keeps its share
+            (see :func:`fastmlp.datasets.holdout_indices`).
+        early_stopping : EarlyStopping or int or dict, optional
+            Patience (and ``min_delta``) on the validation loss; needs ``validation_data``.
+            The best epoch's parameters are restored when it stops training.
+        shuffle : bool
+            Visit the examples in a new order each epoch, seeded by ``seed``.
+        progress : bool
+            A progress bar on a terminal and one summary line per epoch on stdout.
+        threads : int, optional
+            Threads the kernels may use (default: every core, capped by NUMBA_NUM_THREADS).
+
+        Returns
+        -------
+        History
+            Per-epoch metrics and why training stopped, also kept as ``model.history``.
+            Divergence (a loss of NaN or inf) stops training, keeps the last good
+            parameters and warns; Ctrl-C stops and keeps the last completed epoch.
+
+        Raises
+        ------
+        ValueError
+            For a bad option, or data that does not fit the model (wrong shape, NaN or
+            infinite inputs, labels out of range), before any training.
         """
-        from fastmlp.training import fit
-
-        return fit(self, X, y, **options)
+        options = TrainingOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            shuffle=shuffle,
+            progress=progress,
+            threads=threads,
+            validation_split=validation_split,
+        )
+        inputs = self.prepare_inputs(X)
+        targets = self.prepare_targets(y, len(inputs))
+        validation = None
+        if options.validation_split is not None:
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            classes = targets if targets.ndim == 1 else _classes(targets)
+            rest, held = holdout_indices(
+                len(inputs), options.validation_split, seed=self.seed, classes=classes
+            )
+            validation = inputs[held], targets[held]
+            inputs, targets = inputs[rest], targets[rest]
+        elif validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            # Checked and converted once: evaluating every epoch then converts nothing.
+            val_inputs = self.prepare_inputs(validation_data[0])
+            validation = (val_inputs, self.prepare_targets(validation_data[1], len(val_inputs)))
+        self.history = train(self, inputs, targets, options, validation, early_stopping)
+        return self.history
 
     def feedforward(self, X: Any) -> np.ndarray:
         """Outputs of the last layer (probabilities for softmax), one row per example."""
@@ -322,10 +374,6 @@ def _classes(rows: np.ndarray) -> np.ndarray:
     if rows.shape[1] == 1:
         return (rows[:, 0] > 0.5).astype(np.int64)
     return rows.argmax(axis=1)
-
-
-def _all_whole(y: np.ndarray) -> bool:
-    return bool(np.issubdtype(y.dtype, np.number) and np.all(np.mod(y, 1) == 0))
 
 
 def _loss_from_outputs(outputs: np.ndarray, targets: np.ndarray, loss: str) -> float:

@@ -3,8 +3,9 @@
 Each function takes arrays (or a model), writes one PNG to ``path`` atomically (a
 temporary file beside it, then a rename, so a reader never sees half a picture) and
 returns the path. The plots (training curves, overlaid runs, decision boundaries) live
-in :mod:`fastmlp.plots` and are re-exported here, so every picture is
-``fastmlp.pictures.<name>``; only the curves need matplotlib.
+in :mod:`fastmlp.plots` and are imported here, so every picture is
+``fastmlp.pictures.<name>``; only the curves need matplotlib. The helpers both modules
+draw with are in :mod:`fastmlp.drawing`.
 
 >>> from fastmlp import pictures
 >>> pictures.sample_digits(test_x, test_y, "digits.png")
@@ -16,36 +17,31 @@ in :mod:`fastmlp.plots` and are re-exported here, so every picture is
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from fastmlp.files import write_atomically
+from fastmlp.drawing import FONT_SIZE, INK, PAD, PALETTE, font, save_png, wrap
+from fastmlp.plots import curve_panels, decision_boundary, history_epochs, training_curves
 
-# Defined in fastmlp.plots, served from here by __getattr__ below.
-_PLOTS = ("curve_panels", "decision_boundary", "history_epochs", "training_curves")
 __all__ = [
     "PALETTE",
     "confusion_matrix_image",
+    "curve_panels",
+    "decision_boundary",
     "first_layer_weights",
+    "history_epochs",
     "misclassified_digits",
     "sample_digits",
     "save_png",
-    *_PLOTS,
+    "training_curves",
 ]
 
-# matplotlib's "tab10", so classes keep their colours between these pictures and the curves.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-)  # fmt: skip
 # ColorBrewer RdBu (blue negative, near-white zero, red positive) and Blues anchors.
 _DIVERGING = np.array(
     [(5, 48, 97), (67, 147, 195), (247, 247, 247), (214, 96, 77), (103, 0, 31)], np.float64
@@ -54,25 +50,6 @@ _SEQUENTIAL = np.array(
     [(247, 251, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107)], np.float64
 )
 _WRONG = (200, 0, 0)
-_TEXT = (0, 0, 0)
-_FONT_SIZE = 12
-_PAD = 6
-
-
-def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Write ``image`` as a PNG to ``path`` atomically and return the path."""
-    path = Path(path)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    write_atomically(path, buffer.getvalue())
-    return path
-
-
-@lru_cache(maxsize=8)
-def _font(size: int = _FONT_SIZE) -> Any:
-    # Pillow >= 10.1 bundles a scalable font; without FreeType this falls back to the
-    # fixed bitmap font, smaller but still legible.
-    return ImageFont.load_default(size=size)
 
 
 def _colormap(values: np.ndarray, anchors: np.ndarray, low: float) -> np.ndarray:
@@ -103,16 +80,6 @@ def _digit_tile(square: np.ndarray, scale: int) -> Image.Image:
     return Image.fromarray(ink, "L").resize((w * scale, h * scale), Image.NEAREST).convert("RGB")
 
 
-def _wrap(text: str, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and draw.textlength(f"{lines[-1]} {word}", font=_font()) <= width:
-            lines[-1] += f" {word}"
-        else:
-            lines.append(word)
-    return lines
-
-
 def _sheet(
     tiles: Sequence[Image.Image],
     captions: Sequence[Sequence[tuple[str, tuple[int, int, int]]]],
@@ -125,25 +92,25 @@ def _sheet(
     columns = max(1, min(n, columns or math.ceil(math.sqrt(n))))
     rows = math.ceil(n / columns)
     tile_w, tile_h = tiles[0].size
-    widest = max((scratch.textlength(t, font=_font()) for c in captions for t, _ in c), default=0)
-    cell_w = max(tile_w, math.ceil(widest)) + _PAD
+    widest = max((scratch.textlength(t, font=font()) for c in captions for t, _ in c), default=0)
+    cell_w = max(tile_w, math.ceil(widest)) + PAD
     n_lines = max((len(c) for c in captions), default=0)
-    line_h = _FONT_SIZE + 3
-    cell_h = tile_h + n_lines * line_h + _PAD
-    width = columns * cell_w + _PAD
-    title_lines = _wrap(title, width - 2 * _PAD, scratch) if title else []
-    top = _PAD + len(title_lines) * (line_h + 2)
-    sheet = Image.new("RGB", (width, top + rows * cell_h + _PAD), "white")
+    line_h = FONT_SIZE + 3
+    cell_h = tile_h + n_lines * line_h + PAD
+    width = columns * cell_w + PAD
+    title_lines = wrap(title, width - 2 * PAD, scratch) if title else []
+    top = PAD + len(title_lines) * (line_h + 2)
+    sheet = Image.new("RGB", (width, top + rows * cell_h + PAD), "white")
     draw = ImageDraw.Draw(sheet)
     for i, line in enumerate(title_lines):
-        draw.text((_PAD, _PAD + i * (line_h + 2)), line, fill=_TEXT, font=_font())
+        draw.text((PAD, PAD + i * (line_h + 2)), line, fill=INK, font=font())
     for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
-        x0 = _PAD + (i % columns) * cell_w
+        x0 = PAD + (i % columns) * cell_w
         y0 = top + (i // columns) * cell_h
-        sheet.paste(tile, (x0 + (cell_w - _PAD - tile_w) // 2, y0))
+        sheet.paste(tile, (x0 + (cell_w - PAD - tile_w) // 2, y0))
         for j, (text, colour) in enumerate(caption):
-            x = x0 + (cell_w - _PAD - draw.textlength(text, font=_font())) / 2
-            draw.text((x, y0 + tile_h + 1 + j * line_h), text, fill=colour, font=_font())
+            x = x0 + (cell_w - PAD - draw.textlength(text, font=font())) / 2
+            draw.text((x, y0 + tile_h + 1 + j * line_h), text, fill=colour, font=font())
     return sheet
 
 
@@ -186,7 +153,7 @@ def sample_digits(
     if count < 1:
         raise ValueError("no images to draw")
     tiles = [_digit_tile(squares[i], scale) for i in range(count)]
-    captions = [[(str(labels[i]), _TEXT)] for i in range(count)]
+    captions = [[(str(labels[i]), INK)] for i in range(count)]
     return save_png(_sheet(tiles, captions, columns, None), path)
 
 
@@ -239,7 +206,7 @@ def first_layer_weights(
         rgb = _colormap(row.reshape(side, side) / (largest or 1.0), _DIVERGING, -1.0)
         size = (side * scale, side * scale)
         tiles.append(Image.fromarray(rgb, "RGB").resize(size, Image.NEAREST))
-        captions.append([(f"{unit}: |w| {largest:.2g}", _TEXT)])
+        captions.append([(f"{unit}: |w| {largest:.2g}", INK)])
     title = "First-layer weights (red +, blue -, each tile scaled to its own max |w|)"
     return save_png(_sheet(tiles, captions, columns, title), path)
 
@@ -300,14 +267,14 @@ def misclassified_digits(
     title = f"{len(np.flatnonzero(predictions != labels))} of {len(labels)} misclassified"
     if len(wrong) == 0:
         blank = Image.new("RGB", (28 * scale, 28 * scale), "white")
-        return save_png(_sheet([blank], [[("none", _TEXT)]], 1, title), path)
+        return save_png(_sheet([blank], [[("none", INK)]], 1, title), path)
     tiles = [_digit_tile(squares[i], scale) for i in wrong]
     captions = []
     for i in wrong:
         guess = f"pred {predictions[i]}"
         if confidence is not None:
             guess += f" {confidence[i]:.0%}"
-        captions.append([(f"true {labels[i]}", _TEXT), (guess, _WRONG)])
+        captions.append([(f"true {labels[i]}", INK), (guess, _WRONG)])
     if confidence is not None:
         title += ", most confident first"
     return save_png(_sheet(tiles, captions, columns, title), path)
@@ -358,42 +325,28 @@ def confusion_matrix_image(
     accuracy = correct / max(total, 1)
     title = f"accuracy {accuracy:.2%} ({correct} of {total}); rows true, columns predicted"
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    widest = max(scratch.textlength(s, font=_font()) for s in [*names, "true"])
-    label_w = math.ceil(widest) + 2 * _PAD
-    line_h = _FONT_SIZE + 5
-    title_w = math.ceil(scratch.textlength(title, font=_font())) + 2 * _PAD
-    width = max(label_w + k * cell + _PAD, title_w)
-    top = _PAD + 2 * line_h
-    image = Image.new("RGB", (width, top + k * cell + _PAD), "white")
+    widest = max(scratch.textlength(s, font=font()) for s in [*names, "true"])
+    label_w = math.ceil(widest) + 2 * PAD
+    line_h = FONT_SIZE + 5
+    title_w = math.ceil(scratch.textlength(title, font=font())) + 2 * PAD
+    width = max(label_w + k * cell + PAD, title_w)
+    top = PAD + 2 * line_h
+    image = Image.new("RGB", (width, top + k * cell + PAD), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((_PAD, _PAD), title, fill=_TEXT, font=_font())
-    draw.text((_PAD, _PAD + line_h), "true", fill=_TEXT, font=_font())
+    draw.text((PAD, PAD), title, fill=INK, font=font())
+    draw.text((PAD, PAD + line_h), "true", fill=INK, font=font())
     for j, name in enumerate(names):
-        x = label_w + j * cell + (cell - draw.textlength(name, font=_font())) / 2
-        draw.text((x, _PAD + line_h), name, fill=_TEXT, font=_font())
+        x = label_w + j * cell + (cell - draw.textlength(name, font=font())) / 2
+        draw.text((x, PAD + line_h), name, fill=INK, font=font())
     for i, name in enumerate(names):
         y = top + i * cell
-        draw.text((_PAD, y + (cell - _FONT_SIZE) / 2), name, fill=_TEXT, font=_font())
+        draw.text((PAD, y + (cell - FONT_SIZE) / 2), name, fill=INK, font=font())
         for j in range(k):
             x = label_w + j * cell
             colour = tuple(int(c) for c in shades[i, j])
             draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour, outline=(220, 220, 220))
             text = str(int(counts[i, j]))
-            ink = "white" if sum(colour) < 3 * 128 else _TEXT
-            tx = x + (cell - draw.textlength(text, font=_font(10))) / 2
-            draw.text((tx, y + (cell - 10) / 2), text, fill=ink, font=_font(10))
+            ink = "white" if sum(colour) < 3 * 128 else INK
+            tx = x + (cell - draw.textlength(text, font=font(10))) / 2
+            draw.text((tx, y + (cell - 10) / 2), text, fill=ink, font=font(10))
     return save_png(image, path)
-
-
-def __getattr__(name: str) -> Any:
-    # fastmlp.plots imports this module's helpers, so its names are fetched on first use
-    # rather than imported at the top (which would be circular).
-    if name in _PLOTS:
-        from fastmlp import plots
-
-        return getattr(plots, name)
-    raise AttributeError(f"module 'fastmlp.pictures' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_PLOTS])

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fastmlp.drawing import FONT_SIZE, INK, PAD, PALETTE, font, save_png, wrap
 from fastmlp.files import write_atomically
-from fastmlp.pictures import _FONT_SIZE, _PAD, _TEXT, PALETTE, _font, _wrap, save_png
 
 __all__ = ["curve_panels", "decision_boundary", "history_epochs", "training_curves"]
 
@@ -58,11 +58,9 @@ def history_epochs(history: Any) -> list[dict[str, Any]]:
     ----------
     history : History or dict or list or str or PathLike
         A :class:`fastmlp.History`; its ``to_dict()`` (also under a ``"history"`` or
-        ``"training"`` key); the results of ``fastmlp train --json`` (whose
-        ``train_accuracy``, ``test_loss`` and ``test_accuracy`` are read as
-        ``accuracy``, ``val_loss`` and ``val_accuracy``); a list of epoch dicts; or the
-        path of such a JSON file or of a ``.safetensors`` model file, whose metadata
-        carries the history of the run that made it.
+        ``"training"`` key, and as part of the results of ``fastmlp train --json``);
+        a list of epoch dicts; or the path of such a JSON file or of a ``.safetensors``
+        model file, whose metadata carries the history of the run that made it.
 
     Returns
     -------
@@ -91,24 +89,8 @@ def history_epochs(history: Any) -> list[dict[str, Any]]:
             raise ValueError("the history is empty: no epoch was completed")
         if not all("loss" in e for e in history):
             raise ValueError("every epoch entry needs a 'loss'")
-        return [_standard_keys(e) for e in history]
+        return [dict(e) for e in history]
     raise ValueError(f"cannot read a training history from {type(history).__name__}")
-
-
-# `fastmlp train --json` names the columns after what they are measured on.
-_JSON_KEYS = {
-    "train_accuracy": "accuracy",
-    "test_loss": "val_loss",
-    "test_accuracy": "val_accuracy",
-}
-
-
-def _standard_keys(entry: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(entry)
-    for json_key, key in _JSON_KEYS.items():
-        if key not in out and json_key in out:
-            out[key] = out[json_key]
-    return out
 
 
 def _column(epochs: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -339,24 +321,24 @@ def decision_boundary(
     py = (centre[1] + half - X[:, 1]) / step
     for x, y_, c in zip(px, py, classes, strict=True):
         colour = PALETTE[int(c) % len(PALETTE)]
-        draw.ellipse([x - radius, y_ - radius, x + radius, y_ + radius], fill=colour, outline=_TEXT)
+        draw.ellipse([x - radius, y_ - radius, x + radius, y_ + radius], fill=colour, outline=INK)
     n_classes = max(k, int(classes.max()) + 1)
     names = [str(n) for n in class_names] if class_names else []
     names += [f"class {c}" for c in range(len(names), n_classes)]
     scratch = ImageDraw.Draw(plot)
-    title_lines = _wrap(title, size, scratch) if title else []
-    line_h = _FONT_SIZE + 5
-    legend_y = _PAD + len(title_lines) * line_h
-    header = legend_y + line_h + _PAD
-    image = Image.new("RGB", (size + 2 * _PAD, size + header + _PAD), "white")
-    image.paste(plot, (_PAD, header))
+    title_lines = wrap(title, size, scratch) if title else []
+    line_h = FONT_SIZE + 5
+    legend_y = PAD + len(title_lines) * line_h
+    header = legend_y + line_h + PAD
+    image = Image.new("RGB", (size + 2 * PAD, size + header + PAD), "white")
+    image.paste(plot, (PAD, header))
     draw = ImageDraw.Draw(image)
     for i, line in enumerate(title_lines):
-        draw.text((_PAD, _PAD + i * line_h), line, fill=_TEXT, font=_font())
-    x = float(_PAD)
+        draw.text((PAD, PAD + i * line_h), line, fill=INK, font=font())
+    x = float(PAD)
     for c, name in enumerate(names):
         colour = PALETTE[c % len(PALETTE)]
-        draw.rectangle([x, legend_y + 2, x + 9, legend_y + 11], fill=colour, outline=_TEXT)
-        draw.text((x + 13, legend_y), name, fill=_TEXT, font=_font())
-        x += 20 + draw.textlength(name, font=_font())
+        draw.rectangle([x, legend_y + 2, x + 9, legend_y + 11], fill=colour, outline=INK)
+        draw.text((x + 13, legend_y), name, fill=INK, font=font())
+        x += 20 + draw.textlength(name, font=font())
     return save_png(image, path)

@@ -62,7 +62,11 @@ def test_train_script_prints_a_table_saves_and_writes_json(trained):
     assert results["train_seconds"] > 0
     assert results["warmup_seconds"] > 0  # the kernels' first call, timed apart from epoch 1
     assert [e["epoch"] for e in results["epochs"]] == [1, 2]
-    assert {"loss", "train_accuracy", "test_accuracy", "seconds"} <= set(results["epochs"][0])
+    # The history is History.to_dict() as it is: the same keys as model.history.epochs.
+    assert set(results["epochs"][0]) == {
+        "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"
+    }  # fmt: skip
+    assert results["stop_reason"] == "completed" and results["options"]["epochs"] == 2
 
 
 @pytest.mark.mnist

@@ -185,3 +185,36 @@ def test_train_test_split_refuses_arrays_of_different_lengths():
 def test_public_names_are_exported():
     for name in datasets.__all__:
         assert hasattr(datasets, name)
+
+
+def test_numpy_scalars_are_accepted_and_bools_refused():
+    X, y = moons(np.int64(20), noise=np.float32(0.1), seed=np.int64(3))
+    np.testing.assert_allclose(X, moons(20, noise=0.1, seed=3)[0], rtol=1e-6)
+    _, test = train_test_split(np.arange(10), test_size=np.float32(0.3))
+    assert len(test) == 3
+    assert len(train_test_split(np.arange(10), test_size=np.int64(4))[1]) == 4
+    with pytest.raises(ValueError, match="seed must be an integer, got True"):
+        moons(20, seed=True)
+    with pytest.raises(ValueError, match="noise must be a finite number, got True"):
+        spiral(20, noise=True)
+    with pytest.raises(ValueError, match="test_size must be a finite number, got True"):
+        train_test_split(np.arange(10), test_size=True)
+
+
+def test_stratified_split_keeps_each_class_share():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    X = np.arange(100)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, seed=2)
+    assert np.bincount(y_test).tolist() == [15, 9, 6]
+    assert sorted([*X_train, *X_test]) == list(range(100))
+    np.testing.assert_array_equal(y[X_test], y_test)
+    assert list(X_test) == sorted(X_test)  # the rows keep their order
+    again = train_test_split(X, y, test_size=0.3, stratify=y, seed=2)[1]
+    other = train_test_split(X, y, test_size=0.3, stratify=y, seed=3)[1]
+    np.testing.assert_array_equal(again, X_test)
+    assert list(other) != list(X_test)
+    # 7 rows of 3 classes: the largest remainders take the rows left over.
+    _, held = datasets.holdout_indices(9, 7, classes=[0, 0, 0, 0, 1, 1, 1, 2, 2])
+    assert len(held) == 7
+    with pytest.raises(ValueError, match="shuffle"):
+        train_test_split(X, y, stratify=y, shuffle=False)

@@ -172,15 +172,12 @@ def test_training_curves_from_a_history_a_list_and_json(tmp_path):
 
 @needs_matplotlib
 def test_training_curves_reads_the_train_commands_json(tmp_path):
-    epochs = [
-        {"epoch": e["epoch"], "loss": e["loss"], "train_accuracy": e["accuracy"],
-         "test_loss": e["val_loss"], "test_accuracy": e["val_accuracy"]}
-        for e in fake_epochs()
-    ]  # fmt: skip
+    # `fastmlp train --json` writes History.to_dict() with the final scores beside it.
+    history = History(epochs=fake_epochs())
+    results = {"model": "m.safetensors", "test_accuracy": 0.9, **history.to_dict()}
     record = tmp_path / "results.json"
-    record.write_text(json.dumps({"model": "m.safetensors", "epochs": epochs}))
-    read = pictures.history_epochs(record)
-    assert read[2]["val_accuracy"] == epochs[2]["test_accuracy"]
+    record.write_text(json.dumps(results))
+    assert pictures.history_epochs(record) == history.epochs
     check_png(pictures.training_curves(record, tmp_path / "c.png", title="from --json"))
 
 
@@ -233,10 +230,11 @@ def test_curves_without_matplotlib_name_the_extra(tmp_path, monkeypatch):
 
 
 def test_pictures_serves_the_plot_functions():
-    from fastmlp import plots
+    from fastmlp import drawing, plots
 
     for name in ("training_curves", "curve_panels", "decision_boundary", "history_epochs"):
         assert getattr(pictures, name) is getattr(plots, name)
-        assert name in dir(pictures)
+        assert name in pictures.__all__
+    assert pictures.save_png is drawing.save_png and pictures.PALETTE is drawing.PALETTE
     with pytest.raises(AttributeError):
         pictures.no_such_picture  # noqa: B018
