@@ -113,12 +113,15 @@ def test_the_cache_key_changes_with_any_kernel_file(tmp_path):
 
 
 def test_the_numba_backend_compiles_into_the_keyed_folder_under_numba_cache_dir(tmp_path):
+    # Where every cached kernel of the backend's modules will be written.
     script = (
-        "import json, numba, kernels\n"
-        "nb = kernels.backend('numba')\n"
+        "import json, sys, numba, kernels\n"
+        "kernels.backend('numba')\n"
         "from kernels import numba_cache\n"
-        "print(json.dumps([numba.config.CACHE_DIR, numba_cache.source_hash(),"
-        " nb.forward_rows._cache._cache_path]))\n"
+        "paths = sorted({f._cache._cache_path for name, m in list(sys.modules.items())\n"
+        "                if name.startswith('kernels') for f in vars(m).values()\n"
+        "                if isinstance(getattr(f, '_cache', None), numba.core.caching.Cache)})\n"
+        "print(json.dumps([numba.config.CACHE_DIR, numba_cache.source_hash(), paths]))\n"
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "mine"))
     done = subprocess.run(
@@ -127,4 +130,6 @@ def test_the_numba_backend_compiles_into_the_keyed_folder_under_numba_cache_dir(
     assert done.returncode == 0, done.stderr[-3000:]
     folder, key, compiled_into = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(folder) == tmp_path / "mine" / f"kernels-{key}"  # the user's folder is the parent
-    assert Path(compiled_into).is_relative_to(folder)
+    assert compiled_into, "no cached numba kernel found in the kernels package"
+    for path in compiled_into:
+        assert Path(path).is_relative_to(folder), f"a kernel is cached outside the keyed folder: {path}"
