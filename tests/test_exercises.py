@@ -153,8 +153,17 @@ def test_toy_datasets_script(tmp_path):
 def test_study_sleep_script(tmp_path):
     out = run_script("study_sleep", "--out", tmp_path, "--epochs", "30", "--backend", "numpy")
     assert "learned rule" in out and "new students" in out
-    assert (tmp_path / "study_sleep_boundary.png").is_file()
     assert (tmp_path / "study_sleep_curves.png").is_file()
+    # "pass" (tab10 orange) lies up and to the right: more hours studied (across) and slept
+    # (up); "fail" (tab10 blue) down and to the left.
+    image = load_rgb(tmp_path / "study_sleep_boundary.png")
+    rows, cols = np.indices(image.shape[:2])
+    red, blue = image[..., 0].astype(int), image[..., 2].astype(int)
+    passed, failed = red > blue + 40, blue > red + 40
+    assert passed.sum() > 2000 and failed.sum() > 2000, "both regions are drawn"
+    assert (cols - rows)[passed].mean() > (cols - rows)[failed].mean() + 50, (
+        "the pass region is not up and to the right of the fail region"
+    )
 
 
 def test_tuning_curves_script(tmp_path):
