@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+import kernels.numba_cache  # noqa: F401  first: keys the compiled cache by the kernels' sources
 from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
 from kernels.numba_layers import (
     activation_backward,

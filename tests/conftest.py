@@ -1,14 +1,16 @@
 """Shared fixtures: the real MNIST copy and the PyTorch referee, each optional.
 
-Tests that need MNIST skip when it cannot be found, except under
-``FASTMLP_REQUIRE_DATA=1`` (set by CI), where a missing copy is a failure.
+Tests that need MNIST skip when it cannot be found, and those that need torch skip
+when it is not installed, except under CI, ``FASTMLP_REQUIRE_DATA=1`` or
+``FASTMLP_REQUIRE_TORCH=1`` (set by .ci/run), where either is a failure (see
+tests/referee.py, which also catches the skips outside these fixtures).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.referee import require_data, require_torch
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +21,18 @@ def mnist():
     try:
         return load_mnist(download=False)
     except MissingDataError as exc:
-        if os.environ.get("FASTMLP_REQUIRE_DATA") == "1":
-            pytest.fail(f"FASTMLP_REQUIRE_DATA=1 but MNIST is missing: {exc}")
+        if require_data():
+            pytest.fail(f"MNIST is required (CI or FASTMLP_REQUIRE_DATA=1) but missing: {exc}")
         pytest.skip(f"MNIST not found: {exc}")
 
 
 @pytest.fixture(scope="session")
 def torch():
-    """The torch module, or a clean skip where it is not installed."""
+    """The torch module, or a clean skip where it is not installed (a failure under CI)."""
+    if require_torch():
+        try:
+            import torch
+        except ImportError as exc:
+            pytest.fail(f"PyTorch is required (CI or FASTMLP_REQUIRE_TORCH=1) but missing: {exc}")
+        return torch
     return pytest.importorskip("torch")

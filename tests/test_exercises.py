@@ -17,6 +17,7 @@ import pytest
 
 from fastmlp import MLP
 from fastmlp.datasets import bars
+from tests.picture_reading import caption_strip, find_tile, load_rgb, read_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -152,8 +153,17 @@ def test_toy_datasets_script(tmp_path):
 def test_study_sleep_script(tmp_path):
     out = run_script("study_sleep", "--out", tmp_path, "--epochs", "30", "--backend", "numpy")
     assert "learned rule" in out and "new students" in out
-    assert (tmp_path / "study_sleep_boundary.png").is_file()
     assert (tmp_path / "study_sleep_curves.png").is_file()
+    # "pass" (tab10 orange) lies up and to the right: more hours studied (across) and slept
+    # (up); "fail" (tab10 blue) down and to the left.
+    image = load_rgb(tmp_path / "study_sleep_boundary.png")
+    rows, cols = np.indices(image.shape[:2])
+    red, blue = image[..., 0].astype(int), image[..., 2].astype(int)
+    passed, failed = red > blue + 40, blue > red + 40
+    assert passed.sum() > 2000 and failed.sum() > 2000, "both regions are drawn"
+    assert (cols - rows)[passed].mean() > (cols - rows)[failed].mean() + 50, (
+        "the pass region is not up and to the right of the fail region"
+    )
 
 
 def test_tuning_curves_script(tmp_path):
@@ -173,3 +183,35 @@ def test_mnist_pictures_script(tmp_path, mnist):
     assert "test accuracy" in out
     for name in ("digits", "weights", "misclassified", "confusion", "curves"):
         assert (tmp_path / "pics" / f"{name}.png").is_file(), name
+    # What the pictures show: the first test digits under their labels, and the model's
+    # most confident mistakes, in order, under their true and predicted labels.
+    _, _, test_x, test_y = mnist
+    digits = load_rgb(tmp_path / "pics" / "digits.png")
+    for i in range(8):
+        (corner,) = find_tile(digits, digit_tile(test_x[i]))
+        strip = caption_strip(digits, corner, (84, 84), 1)
+        assert read_text(strip, [str(d) for d in range(10)])[0] == str(test_y[i]), f"digit {i}"
+    probs = MLP.load(tmp_path / "m.safetensors", backend="numpy").predict_proba(test_x)
+    predicted, confidence = probs.argmax(1), probs.max(1)
+    wrong = np.flatnonzero(predicted != test_y)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
+    right = np.flatnonzero(predicted == test_y)
+    sheet = load_rgb(tmp_path / "pics" / "misclassified.png")
+    corners = []
+    for i in wrong[:6]:
+        found = find_tile(sheet, digit_tile(test_x[i]))
+        assert len(found) == 1, f"test digit {i}, a confident mistake, is not shown"
+        strip = caption_strip(sheet, found[0], (84, 84), 2)
+        true = read_text(strip, [f"true {d}" for d in range(10)])[0]
+        pred = read_text(strip, [f"pred {d}" for d in range(10)])[0]
+        assert (true, pred) == (f"true {test_y[i]}", f"pred {predicted[i]}"), f"digit {i}"
+        corners.append(found[0])
+    assert corners == sorted(corners), "the mistakes are not most confident first"
+    for i in right[np.argsort(-confidence[right])][:6]:
+        assert not find_tile(sheet, digit_tile(test_x[i])), f"correct digit {i} shown as a mistake"
+
+
+def digit_tile(image, scale=3):
+    grey = 255 - np.asarray(image, np.int16).reshape(28, 28)
+    big = np.repeat(np.repeat(grey, scale, axis=0), scale, axis=1)
+    return np.repeat(big[:, :, None], 3, axis=2)

@@ -14,6 +14,7 @@ import io
 import itertools
 import types
 
+import numba
 import numpy as np
 import pytest
 from numba import types as nbtypes
@@ -129,8 +130,16 @@ def test_shapes_inputs_batches_threads(sizes, uint8, batch, optimizer):
     assert_trains_like_numpy(net, X, targets, params, optimizer, batch_size, threads, epochs)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba may use one thread only")
 def test_the_threaded_path_is_taken():
-    assert nb.PARALLEL_MIN_BATCH <= 130 < 300  # test_shapes_inputs_batches_threads relies on it
+    """The (130, 2) cases above are threaded: two threads sum in another order than one."""
+    net, X, targets, params = problem((784, 16, 16, 10), "relu", "softmax", "cross_entropy",
+                                      300, True, 2)  # fmt: skip
+    order = np.random.default_rng(99).permutation(300)
+    sgd = OPTIMIZERS["sgd"]
+    one = train("numba", net, X, targets, params, sgd, order, 130, 1)[0]
+    two = train("numba", net, X, targets, params, sgd, order, 130, 2)[0]
+    assert not np.array_equal(one, two), "130-row batches at 2 threads ran on one thread"
 
 
 @pytest.mark.parametrize("threads", [1, 2])
