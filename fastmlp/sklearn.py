@@ -412,5 +412,3 @@ def load_estimator(
     est.stopped_early_ = False
     check_is_fitted(est)
     return est
-
-

@@ -37,7 +37,9 @@ def _settings(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return settings
 
 
-def summary_lines(rows: list[dict[str, Any]], metric: str = "test_accuracy", top: int = 5) -> list[str]:
+def summary_lines(
+    rows: list[dict[str, Any]], metric: str = "test_accuracy", top: int = 5
+) -> list[str]:
     """The best ``top`` settings by the mean of ``metric`` over their seeds, and the failures."""
     ok = [r for r in rows if r.get("status") == "ok"]
     lines = [f"{len(rows)} trials, {len(ok)} ok, {len(rows) - len(ok)} failed"]
