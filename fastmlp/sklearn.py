@@ -23,18 +23,20 @@ Beyond scikit-learn:
   float32 (``predict_proba`` returns float32; regression ``predict`` float64, as scikit-learn's
   contract asks).
 - ``backend`` ({"numba", "numpy", "python"}), ``lr_schedule`` ({None, "step", "cosine",
-  "onecycle"} over ``max_iter`` epochs) and ``init`` (default Glorot uniform, as scikit-learn).
+  "onecycle"} over ``max_iter`` epochs) and ``init`` (default ``"sklearn"``: scikit-learn's
+  uniform initialisation of weights and biases; or one of fastmlp's, e.g. ``"he"``).
+- ``sample_weight`` in whole numbers: each row is visited that many times per epoch, so
+  the epoch's loss is the weighted loss (the kernels have no weighted loss, so fractional
+  weights raise an error).
 - :meth:`save` / :meth:`load`: fastmlp's safetensors model file (loads into PyTorch too).
 
 Differences to know: the binary classifier has two softmax outputs (scikit-learn: one
-logistic), so ``coefs_[-1]`` has two columns; biases start at zero and the L2 term
-(``alpha``) also shrinks them; ``sample_weight`` must be whole numbers (each row is visited
-that many times per epoch: the weighted loss, since the kernels have no weighted loss).
+logistic), so ``coefs_[-1]`` has two columns; the L2 term (``alpha``) also shrinks the
+biases; inputs are not scaled for you (as in scikit-learn: divide pixels by 255).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -42,9 +44,9 @@ import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import column_or_1d, validate_data
 
-from fastmlp.model import MLP
+from fastmlp import sklearn_parts
 from fastmlp.sklearn_base import BaseMLP
 
 __all__ = ["MLPClassifier", "MLPRegressor", "load_estimator", "expected_failed_checks"]
@@ -116,7 +118,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         backend="numba",
         threads=None,
         lr_schedule=None,
-        init="xavier_uniform",
+        init="sklearn",
     ):
         kw = dict(locals())
         for name in ("self", "hidden_layer_sizes", "activation", "__class__"):
@@ -246,6 +248,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     """
 
     _output = "identity"
+    _loss_scale = 0.5  # fastmlp's mean squared error -> scikit-learn's half of it
     _y_validation = {"multi_output": True, "y_numeric": True}
 
     def __init__(
@@ -278,7 +281,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         backend="numba",
         threads=None,
         lr_schedule=None,
-        init="xavier_uniform",
+        init="sklearn",
     ):
         kw = dict(locals())
         for name in ("self", "hidden_layer_sizes", "activation", "__class__"):
@@ -370,45 +373,5 @@ def load_estimator(
     A file from ``fastmlp train`` becomes an :class:`MLPClassifier` with classes 0..k-1.
     The optimizer state is not in the file: ``partial_fit`` goes on with a fresh one.
     """
-    from safetensors import safe_open
-
-    model = MLP.load(path, backend=backend)
-    with safe_open(os.fspath(path), "np") as f:
-        metadata = f.metadata() or {}
-    try:
-        saved = json.loads(metadata.get("training", "{}")).get("options", {}).get("sklearn", {})
-    except (json.JSONDecodeError, AttributeError):
-        saved = {}
-    cls = MLPRegressor if model.output == "identity" else MLPClassifier
-    if model.output == "sigmoid":
-        raise ValueError(f"{path}: a sigmoid-output model is neither MLPClassifier nor Regressor")
-    names = cls().get_params()
-    params = {k: v for k, v in saved.get("params", {}).items() if k in names}
-    params["backend"] = backend
-    params.setdefault("hidden_layer_sizes", tuple(model.sizes[1:-1]))
-    inverse = {"sigmoid": "logistic", "relu": "relu", "tanh": "tanh", "identity": "identity"}
-    if model.activation not in inverse:
-        raise ValueError(f"{path}: activation {model.activation!r} has no scikit-learn name")
-    params.setdefault("activation", inverse[model.activation])
-    if isinstance(params["hidden_layer_sizes"], list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    est = cls(**params)
-    est.model_ = model
-    est._seed = model.seed
-    est._rng = np.random.default_rng(model.seed)
-    est.n_features_in_ = model.sizes[0]
-    if "feature_names_in" in saved:
-        est.feature_names_in_ = np.asarray(saved["feature_names_in"], dtype=object)
-    if cls is MLPClassifier:
-        est.classes_ = np.asarray(saved.get("classes", list(range(model.sizes[-1]))))
-    epochs = json.loads(metadata.get("training", "{}")).get("epochs", [])
-    est.loss_curve_ = [float(e["loss"]) for e in epochs if "loss" in e]
-    est.loss_ = est.loss_curve_[-1] if est.loss_curve_ else None
-    est.n_iter_, est.t_ = len(est.loss_curve_), 0
-    est.best_loss_ = min(est.loss_curve_, default=float("inf"))
-    est._no_improvement_count = 0
-    est.validation_scores_ = est.validation_loss_curve_ = est.best_validation_score_ = None
-    est._best_params = None
-    est.stopped_early_ = False
-    check_is_fitted(est)
-    return est
+    heads = {"softmax": MLPClassifier, "identity": MLPRegressor}
+    return sklearn_parts.load_estimator(heads, path, backend=backend)

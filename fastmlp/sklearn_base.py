@@ -11,7 +11,6 @@ Everything else (building, initialising, predicting, saving) goes through :class
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -23,71 +22,30 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from fastmlp import validation as check
 from fastmlp.model import MLP
-from fastmlp.schedules import SCHEDULES, learning_rates
-from fastmlp.training import History
-from kernels import BACKENDS
-from kernels.layout import INITS, Optimizer, optimizer_state
-
-# scikit-learn's activation names -> fastmlp's
-ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
-# Bound on the rows an epoch visits when integer sample weights repeat rows.
-MAX_WEIGHTED_ROWS = 50_000_000
+from fastmlp.schedules import learning_rates
+from fastmlp.sklearn_parts import (
+    ACTIVATIONS,
+    model_from_state,
+    model_state,
+    row_pool,
+    sklearn_init,
+    training_record,
+    validate_params,
+)
+from kernels.layout import Optimizer, optimizer_state
 
 
 class BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share; the subclasses add the head and the targets."""
 
-    # set by the subclasses
+    # set by the subclasses: the output layer, and fastmlp's loss -> scikit-learn's loss_
     _output = "softmax"
+    _loss_scale = 1.0
 
     def _validate_params(self) -> None:
         """Every constructor parameter, checked where fit starts (scikit-learn's convention)."""
-        hidden = self.hidden_layer_sizes
-        hidden = [hidden] if isinstance(hidden, int | np.integer) else list(hidden)
-        self._hidden = [check.positive_int("hidden_layer_sizes", h) for h in hidden]
-        check.choice("activation", self.activation, tuple(ACTIVATIONS))
-        if self.solver == "lbfgs":
-            raise ValueError(
-                "solver='lbfgs' is not supported: fastmlp trains with mini-batches; "
-                "use solver='sgd' or 'adam'"
-            )
-        check.choice("solver", self.solver, ("sgd", "adam"))
-        check.non_negative_real("alpha", self.alpha)
-        if self.batch_size != "auto":
-            check.positive_int("batch_size", self.batch_size)
-        check.choice("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
-        check.positive_real("learning_rate_init", self.learning_rate_init)
-        check.non_negative_real("power_t", self.power_t)
-        check.positive_int("max_iter", self.max_iter)
-        check.non_negative_real("tol", self.tol)
-        check.probability("momentum", self.momentum)
-        if self.solver == "sgd" and self.momentum > 0 and self.nesterovs_momentum:
-            raise ValueError(
-                "nesterovs_momentum=True is not supported: fastmlp's momentum is the "
-                "heavy-ball (PyTorch) kind; pass nesterovs_momentum=False, or momentum=0"
-            )
-        if not 0 < check.real("validation_fraction", self.validation_fraction) < 1:
-            raise ValueError(
-                f"validation_fraction must lie in (0, 1), got {self.validation_fraction!r}"
-            )
-        check.probability("beta_1", self.beta_1)
-        check.probability("beta_2", self.beta_2)
-        check.positive_real("epsilon", self.epsilon)
-        check.positive_int("n_iter_no_change", self.n_iter_no_change)
-        check.positive_int("max_fun", self.max_fun)  # lbfgs only, as in scikit-learn
-        check.choice("backend", self.backend, BACKENDS)
-        if self.threads is not None:
-            check.positive_int("threads", self.threads)
-        if self.lr_schedule is not None:
-            check.choice("lr_schedule", self.lr_schedule, SCHEDULES)
-            if self.learning_rate != "constant":
-                raise ValueError(
-                    f"lr_schedule={self.lr_schedule!r} replaces learning_rate: "
-                    f"leave learning_rate='constant', got {self.learning_rate!r}"
-                )
-        check.choice("init", self.init, ("he", "xavier", "glorot", *INITS))
+        self._hidden = validate_params(self)
 
     # --- subclass hooks ----------------------------------------------------------------
 
@@ -147,7 +105,7 @@ class BaseMLP(BaseEstimator):
             self._lr = float(self.learning_rate_init)
         if val is not None and self.validation_scores_ is None:
             self.validation_scores_, self.validation_loss_curve_ = [], []
-        pool = _row_pool(weights, X.shape[0])
+        pool = row_pool(weights, X.shape[0])
         n = len(pool)
         if self.batch_size == "auto":
             batch_size = min(200, n)
@@ -207,7 +165,7 @@ class BaseMLP(BaseEstimator):
         restore = early and val is not None and (not incremental or self.stopped_early_)
         if restore and self._best_params is not None:
             self.model_.params[...] = self._best_params
-        self.model_.history = self._history(batch_size, threads)
+        self.model_.history = training_record(self, batch_size, threads, self._kernel_optimizer())
         return self
 
     def _initialize(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -216,11 +174,13 @@ class BaseMLP(BaseEstimator):
             [X.shape[1], *self._hidden, self._n_outputs(y)],
             activation=ACTIVATIONS[self.activation],
             output=self._output,
-            init=self.init,
+            init="xavier_uniform" if self.init == "sklearn" else self.init,
             seed=self._seed,
             backend=self.backend,
         )
         self._rng = np.random.default_rng(self._seed)
+        if self.init == "sklearn":
+            sklearn_init(self.model_, self.activation, self._seed)
         self.n_iter_, self.t_ = 0, 0
         self.loss_curve_ = []
         self.best_loss_ = math.inf
@@ -293,7 +253,7 @@ class BaseMLP(BaseEstimator):
         self._step += n_batches
         rows = np.minimum(batch_size, len(order) - np.arange(n_batches) * batch_size)
         loss = float(np.dot(losses.astype(np.float64), rows)) / len(order)
-        return loss / self._grad_scale() + self._penalty(batch_size)
+        return loss * self._loss_scale + self._penalty(batch_size)
 
     def _penalty(self, batch_size: int) -> float:
         """scikit-learn's L2 term of loss_, 0.5 * alpha * ||W||^2 / batch (weights only)."""
@@ -367,25 +327,6 @@ class BaseMLP(BaseEstimator):
     def _stratify(self, y: np.ndarray) -> Any:
         return None
 
-    def _history(self, batch_size: int, threads: int) -> History:
-        """A History for the model file's metadata: the epochs and the estimator's settings."""
-        params = {k: v for k, v in self.get_params().items() if _is_json(v)}
-        extra = {"estimator": type(self).__name__, "params": params}
-        if hasattr(self, "classes_"):
-            extra["classes"] = self.classes_.tolist()
-        if hasattr(self, "feature_names_in_"):
-            extra["feature_names_in"] = self.feature_names_in_.tolist()
-        return History(
-            epochs=[{"epoch": i + 1, "loss": loss} for i, loss in enumerate(self.loss_curve_)],
-            options={
-                "batch_size": batch_size,
-                "optimizer": self._kernel_optimizer(),
-                "threads": threads,
-                "backend": self.backend,
-                "sklearn": extra,
-            },
-        )
-
     # --- the fitted network, as scikit-learn shows it --------------------------------------
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -435,53 +376,10 @@ class BaseMLP(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         if "model_" in state:
-            model = state["model_"]
-            state["model_"] = {
-                "sizes": list(model.sizes),
-                "activation": model.activation,
-                "output": model.output,
-                "loss": model.loss,
-                "init": model.init,
-                "seed": model.seed,
-                "backend": model.backend,
-                "params": model.params.copy(),
-                "history": model.history,
-            }
+            state["model_"] = model_state(state["model_"])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        saved = state.get("model_")
-        if isinstance(saved, dict):
-            model = MLP(
-                saved["sizes"],
-                activation=saved["activation"],
-                output=saved["output"],
-                loss=saved["loss"],
-                init=saved["init"],
-                seed=saved["seed"],
-                backend=saved["backend"],
-            )
-            model.params[...] = saved["params"]
-            model.history = saved["history"]
-            state["model_"] = model
+        if isinstance(state.get("model_"), dict):
+            state["model_"] = model_from_state(state["model_"])
         super().__setstate__(state)
-
-
-def _row_pool(weights: np.ndarray | None, n: int) -> np.ndarray:
-    """Row indices one epoch visits: each row once, or sample_weight times."""
-    if weights is None:
-        return np.arange(n, dtype=np.int64)
-    if weights.sum() > MAX_WEIGHTED_ROWS:
-        raise ValueError(
-            f"sample_weight sums to {int(weights.sum())}: an epoch would visit more than "
-            f"{MAX_WEIGHTED_ROWS} rows"
-        )
-    return np.repeat(np.arange(n, dtype=np.int64), weights)
-
-
-def _is_json(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
