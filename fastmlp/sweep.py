@@ -174,6 +174,8 @@ def run_trial(trial: dict[str, Any], data_dir: str | None, out: str) -> dict[str
     folder.mkdir(parents=True, exist_ok=True)
     row: dict[str, Any] = {"trial": trial["trial"], "seed": trial["seed"], **trial["options"]}
     stderr = io.StringIO()
+    if "threads" not in trial["options"]:
+        _one_numba_thread()  # the workers are the parallelism: no threads on top of them
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
             args = build_parser().parse_args(train_argv(trial, data_dir, folder))
@@ -199,6 +201,14 @@ def run_trial(trial: dict[str, Any], data_dir: str | None, out: str) -> dict[str
     row.update(host=socket.gethostname(), pid=os.getpid(), versions=versions(),
                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))  # fmt: skip
     return row
+
+
+def _one_numba_thread() -> None:
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(1)  # this thread's share, read by the kernels' forward as well
 
 
 def warm_up(backends: list[str]) -> dict[str, Any]:
