@@ -9,8 +9,8 @@ running the same sweep again skips the trials already there.
 
 Before the trials start, one worker per machine runs a tiny training run so the Numba
 kernels are compiled once into the shared cache (the same NUMBA_CACHE_DIR, or the default
-``__pycache__`` beside the kernels); every trial records how many kernels its process had
-to compile (``compiled``) and load from the cache (``cache_hits``).
+``__pycache__`` beside the kernels); every trial records how many kernel signatures it had
+to compile (``compiled``) and how many it loaded from the cache (``cache_hits``).
 
 This module imports only the standard library at the top: ``fastmlp --help`` stays quick.
 """
@@ -170,6 +170,7 @@ def run_trial(trial: dict[str, Any], data_dir: str | None, out: str) -> dict[str
     from fastmlp.cli import build_parser
 
     started = time.perf_counter()
+    compiled_before, hits_before = numba_cache_counts()
     folder = Path(out) / "trials"
     folder.mkdir(parents=True, exist_ok=True)
     row: dict[str, Any] = {"trial": trial["trial"], "seed": trial["seed"], **trial["options"]}
@@ -197,7 +198,8 @@ def run_trial(trial: dict[str, Any], data_dir: str | None, out: str) -> dict[str
     except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row["seconds"] = time.perf_counter() - started
-    row["compiled"], row["cache_hits"] = numba_cache_counts()
+    compiled, hits = numba_cache_counts()
+    row["compiled"], row["cache_hits"] = compiled - compiled_before, hits - hits_before
     row.update(host=socket.gethostname(), pid=os.getpid(), versions=versions(),
                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))  # fmt: skip
     return row
