@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -115,3 +116,30 @@ def test_dask_local_cluster_runs_a_sweep(tiny_data, tmp_path):
     assert {r["pid"] for r in rows} <= worker_pids
     assert all(r["compiled"] == 0 for r in rows)
     assert all(r["test_accuracy"] > 0.9 for r in rows)
+
+
+def warm_up_counts(messages):
+    """(compiled, from the cache) of the sweep's "kernels ready in ..." line."""
+    line = next(m for m in messages if m.startswith("kernels ready"))
+    found = re.search(r"\((\d+) compiled, (\d+) from the cache\)", line)
+    return int(found[1]), int(found[2])
+
+
+@pytest.mark.slow
+def test_workers_share_the_compiled_kernels(tiny_data, tmp_path, monkeypatch):
+    """From a cold Numba cache: the warm-up compiles, no trial does, and a later sweep's
+    fresh worker processes load every kernel from the cache."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba_cache"))  # inherited by workers
+    grid = grid_from({"lr": ["0.1"], "hidden": ["8"], "epochs": ["1"]})
+    messages = []
+    rows = run_sweep(make_trials(grid, [0, 1, 2]), tmp_path / "out", data_dir=tiny_data,
+                     workers=2, echo=messages.append)  # fmt: skip
+    compiled, cached = warm_up_counts(messages)
+    assert compiled > 0 and cached == 0
+    assert [r["compiled"] for r in rows] == [0, 0, 0]
+    messages.clear()
+    rows = run_sweep(make_trials(grid, [3, 4]), tmp_path / "out2", data_dir=tiny_data,
+                     workers=2, echo=messages.append)  # fmt: skip
+    compiled, cached = warm_up_counts(messages)
+    assert compiled == 0 and cached > 0
+    assert [r["compiled"] for r in rows] == [0, 0]
