@@ -205,3 +205,29 @@ def test_regressor_sgd_step_has_sklearn_meaning():
         np.testing.assert_allclose(got, w - 0.1 * g, atol=1e-5)
     assert reg.loss_ == pytest.approx(0.5 * np.mean(error**2), rel=1e-4)
     assert math.isfinite(reg.score(X, Y))
+
+
+def test_learning_rate_schedules_and_warm_start(blobs):
+    X, y = blobs
+    adaptive = small(solver="sgd", momentum=0.0, learning_rate="adaptive", tol=10.0,
+                     n_iter_no_change=1, max_iter=6)  # fmt: skip
+    adaptive.fit(X, y)  # never improves by tol=10: after the first epoch, /5 every 2 epochs
+    assert adaptive._lr == pytest.approx(0.01 / 5**2)
+    inverse = small(solver="sgd", momentum=0.0, learning_rate="invscaling", max_iter=3)
+    inverse.fit(X, y)
+    assert inverse._lr == pytest.approx(0.01 / (inverse.t_ + 1) ** 0.5)
+    cosine = small(lr_schedule="cosine", max_iter=4).fit(X, y)
+    assert cosine.n_iter_ == 4 and np.isfinite(cosine.loss_)
+    warm = small(max_iter=3, warm_start=True).fit(X, y)
+    first = warm.coefs_[0].copy()
+    warm.fit(X, y)  # goes on from the fitted network, and keeps counting
+    assert warm.n_iter_ == 6 and len(warm.loss_curve_) == 6
+    assert not np.array_equal(first, warm.coefs_[0])
+
+
+def test_divergence_keeps_the_last_good_parameters(blobs):
+    X, y = blobs
+    clf = small(solver="sgd", momentum=0.0, learning_rate_init=1e12, max_iter=5)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="diverged"):
+        clf.fit(X * 1e3, y)
+    assert all(np.isfinite(w).all() for w in clf.coefs_)

@@ -54,17 +54,20 @@ def test_seeds_and_grid():
 
 def test_local_sweep_records_failures_and_resumes(tiny_data, tmp_path, capsys):
     out = tmp_path / "sweep"
-    # lr -1 is a bad option: that trial fails, is recorded with its error, the rest go on
-    grid = grid_from({"lr": ["0.1", "-1"], "hidden": ["8"], "epochs": ["2"]})
+    # lr -1 is a bad option and lr 1e9 diverges: those trials fail, are recorded with
+    # their error, and the rest go on
+    grid = grid_from({"lr": ["0.1", "-1", "1e9"], "hidden": ["8"], "epochs": ["2"]})
     rows = run_sweep(make_trials(grid, [0, 1]), out, data_dir=tiny_data, workers=2)
-    by_lr = {lr: [r for r in rows if r["lr"] == lr] for lr in ("0.1", "-1")}
+    by_lr = {lr: [r for r in rows if r["lr"] == lr] for lr in ("0.1", "-1", "1e9")}
+    assert all(r["status"] == "failed" and r["stop_reason"] == "diverged"
+               and "diverged" in r["error"] for r in by_lr["1e9"])  # fmt: skip
     assert [r["status"] for r in by_lr["0.1"]] == ["ok", "ok"]
     assert all(r["test_accuracy"] > 0.9 for r in by_lr["0.1"])
     assert all(r["status"] == "failed" and "lr" in r["error"] and "> 0" in r["error"]
                for r in by_lr["-1"])  # fmt: skip
     assert all(r["compiled"] == 0 for r in by_lr["0.1"])  # the warm-up compiled, not the trials
     lines = (out / "results.csv").read_text().splitlines()
-    assert len(lines) == 5 and lines[0].startswith("trial,status,epochs,hidden,lr,seed,")
+    assert len(lines) == 7 and lines[0].startswith("trial,status,epochs,hidden,lr,seed,")
 
     # A crash mid-write leaves a cut line; one more seed makes one new setting to run.
     for name in ("results.jsonl", "results.csv"):
@@ -73,11 +76,11 @@ def test_local_sweep_records_failures_and_resumes(tiny_data, tmp_path, capsys):
     messages = []
     rows = run_sweep(make_trials(grid, [0, 1, 2]), out, data_dir=tiny_data, workers=1,
                      echo=messages.append)  # fmt: skip
-    assert messages[0].endswith("4 already in " + str(out) + ", 2 to run")
-    assert len(rows) == 6
+    assert messages[0].endswith("6 already in " + str(out) + ", 3 to run")
+    assert len(rows) == 9
     written = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(written) == 6 and len({r["trial"] for r in written}) == 6
-    assert len((out / "results.csv").read_text().splitlines()) == 7
+    assert len(written) == 9 and len({r["trial"] for r in written}) == 9
+    assert len((out / "results.csv").read_text().splitlines()) == 10
 
 
 def test_results_of_another_sweep_are_refused(tmp_path):
