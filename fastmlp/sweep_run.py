@@ -207,5 +207,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"picture: {picture}")
     failed = sum(row.get("status") != "ok" for row in rows)
     if failed:
-        print(f"{failed} of {len(rows)} trials failed (see the error column)", file=sys.stderr)
+        print(
+            f"{failed} of {len(rows)} trials failed (see the error column); running the sweep "
+            "again skips them, with --retry-failed it runs them again",
+            file=sys.stderr,
+        )
     return 0
