@@ -231,3 +231,21 @@ def test_divergence_keeps_the_last_good_parameters(blobs):
     with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="diverged"):
         clf.fit(X * 1e3, y)
     assert all(np.isfinite(w).all() for w in clf.coefs_)
+
+
+def test_load_a_plain_fastmlp_model_file_and_a_regressor(blobs, tmp_path):
+    X, y = blobs
+    model = MLP([6, 5, 3], activation="tanh", seed=1)
+    model.fit(X.astype(np.float32), y, epochs=2, progress=False)
+    model.save(tmp_path / "plain.safetensors")
+    clf = MLPClassifier.load(tmp_path / "plain.safetensors")
+    assert clf.classes_.tolist() == [0, 1, 2] and clf.activation == "tanh"
+    assert clf.hidden_layer_sizes == (5,) and clf.n_iter_ == 2
+    np.testing.assert_array_equal(clf.predict(X), model.predict(X.astype(np.float32)))
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, X[:, :2])
+    reg.save(tmp_path / "reg.safetensors")
+    again = MLPRegressor.load(tmp_path / "reg.safetensors")
+    np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+    assert again.predict(X).dtype == np.float64 and again.loss_curve_ == pytest.approx(
+        reg.loss_curve_
+    )
