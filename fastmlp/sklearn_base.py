@@ -107,25 +107,16 @@ class BaseMLP(BaseEstimator):
             self.validation_scores_, self.validation_loss_curve_ = [], []
         pool = row_pool(weights, X.shape[0])
         n = len(pool)
-        if self.batch_size == "auto":
-            batch_size = min(200, n)
-        else:
-            if self.batch_size > n:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going "
-                    "to be clipped",
-                    stacklevel=3,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n))
+        batch_size = self._batch_size(n)
         rule = self._rule(batch_size)
         threads = self.threads or os.cpu_count() or 1
         self.stopped_early_ = False
         for _ in range(1 if incremental else self.max_iter):
-            before = self.model_.params.copy(), {k: v.copy() for k, v in self._opt_state.items()}
+            params, state = self.model_.params.copy(), _copies(self._opt_state)
             loss = self._epoch(X, y, pool, batch_size, rule, threads)
-            if loss is None:
-                self.model_.params[...] = before[0]
-                for key, value in before[1].items():
+            if loss is None:  # diverged: back to the epoch's start, and stop
+                self.model_.params[...] = params
+                for key, value in state.items():
                     self._opt_state[key][...] = value
                 warnings.warn(
                     f"training diverged in iteration {self.n_iter_ + 1} (the loss became "
@@ -188,6 +179,17 @@ class BaseMLP(BaseEstimator):
         self.validation_scores_ = self.validation_loss_curve_ = None
         self.best_validation_score_ = None
         self._best_params = None
+
+    def _batch_size(self, n: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going "
+                "to be clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n))
 
     def _kernel_optimizer(self) -> str:
         if self.solver == "adam":
@@ -383,3 +385,7 @@ class BaseMLP(BaseEstimator):
         if isinstance(state.get("model_"), dict):
             state["model_"] = model_from_state(state["model_"])
         super().__setstate__(state)
+
+
+def _copies(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {key: value.copy() for key, value in arrays.items()}
