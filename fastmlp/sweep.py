@@ -213,6 +213,15 @@ def _one_numba_thread() -> None:
     numba.set_num_threads(1)  # this thread's share, read by the kernels' forward as well
 
 
+def start_worker() -> int:
+    """Import what a trial needs (not running the kernels, so nothing compiles); the pid."""
+    import fastmlp.cli  # noqa: F401
+    import fastmlp.commands  # noqa: F401
+    import fastmlp.model  # noqa: F401
+
+    return os.getpid()
+
+
 def warm_up(backends: list[str]) -> dict[str, Any]:
     """Compile (or load) the kernels once on this machine, so trials find them cached."""
     import numpy as np

@@ -19,6 +19,7 @@ from fastmlp.sweep import (
     make_trials,
     parse_seeds,
     run_trial,
+    start_worker,
     warm_up,
 )
 
@@ -80,8 +81,13 @@ def _on_local_processes(
     # spawn: a fresh interpreter per worker, nothing inherited from the driver's threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # Every worker starts at once (a pool spawns one per task waiting), while one of
+        # them compiles the kernels or loads them from the cache: nothing compiles twice.
+        starting = [pool.submit(start_worker) for _ in range(min(workers, len(todo)) - 1)]
         if backends:
             _report_warm_up([pool.submit(warm_up, backends).result()], echo)
+        for future in starting:
+            future.result()
         futures = [pool.submit(run_trial, trial, data_dir, out) for trial in todo]
         try:
             for future in as_completed(futures):
