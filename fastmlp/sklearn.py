@@ -41,7 +41,14 @@ import os
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin, RegressorMixin
+
+try:
+    from sklearn.base import ClassifierMixin, RegressorMixin
+except ImportError as exc:  # scikit-learn is an optional dependency
+    raise ImportError(
+        "fastmlp.sklearn needs scikit-learn: pip install 'fastmlp[sklearn]' "
+        "(or pip install scikit-learn)"
+    ) from exc
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
