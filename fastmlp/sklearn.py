@@ -211,9 +211,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             )
         return ids.astype(np.int32)
 
-    def _sample_weights(self, sample_weight, X, y):
-        weights = super()._sample_weights(sample_weight, X, y)
-        if weights is not None and len(np.unique(y[weights > 0])) < 2 and len(y) > 1:
+    def _sample_weights(self, sample_weight, X, y, incremental):
+        weights = super()._sample_weights(sample_weight, X, y, incremental)
+        # (a partial_fit batch may hold one class; a whole fit may not)
+        if not incremental and weights is not None and len(np.unique(y[weights > 0])) < 2:
             raise ValueError(
                 "sample_weight leaves only one class with positive weight: MLPClassifier "
                 "needs samples of at least 2 classes"

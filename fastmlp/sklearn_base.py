@@ -80,7 +80,7 @@ class BaseMLP(BaseEstimator):
             self, X, y, reset=reset, dtype=np.float32, order="C", **self._y_validation
         )
         y = self._encode_targets(y, reset=reset, incremental=incremental, classes=classes)
-        weights = self._sample_weights(sample_weight, X, y)
+        weights = self._sample_weights(sample_weight, X, y, incremental)
         if reset:
             self._initialize(X, y)
         elif X.shape[1] != self.model_.sizes[0] or self._n_outputs(y) != self.model_.sizes[-1]:
@@ -299,7 +299,9 @@ class BaseMLP(BaseEstimator):
             print(f"{message} Stopping.")
         return True
 
-    def _sample_weights(self, sample_weight: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    def _sample_weights(
+        self, sample_weight: Any, X: np.ndarray, y: np.ndarray, incremental: bool
+    ) -> Any:
         if sample_weight is None:
             return None
         weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
