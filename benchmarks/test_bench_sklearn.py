@@ -1,0 +1,114 @@
+"""fastmlp.sklearn against scikit-learn's own MLPClassifier, and `fastmlp sweep` on 1 and 2
+local workers.
+
+The estimators train 784-16-16-10 (ReLU, softmax, plain SGD, batch 32, lr 0.1, alpha 1e-4)
+on pixels / 255 in float32, for the same number of epochs (tol-based stopping off). Under
+--benchmark: 10 full MNIST epochs per round, and a separate test checks the two reach the
+same test accuracy within 0.5 points (mean of three seeds). Plain pytest: 2 epochs on the
+small slice, once.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+FIT = "sklearn: MLPClassifier.fit, 784-16-16-10, sgd batch 32"
+SWEEP = "sweep: 8 trials of 784-16-16-10 (fastmlp train), local workers"
+SETTINGS = dict(hidden_layer_sizes=(16, 16), solver="sgd", batch_size=32, learning_rate_init=0.1,
+                momentum=0.0, alpha=1e-4, n_iter_no_change=10**6)  # fmt: skip
+
+
+def epochs(full):
+    return 10 if full else 2
+
+
+@pytest.fixture(scope="module")
+def scaled(data):
+    """Pixels / 255 as float32, as a scikit-learn user would pass them."""
+    return {k: (v.astype(np.float32) / 255 if k.startswith("X") else v) for k, v in data.items()}
+
+
+def estimator(library, seed, max_iter):
+    if library == "fastmlp":
+        from fastmlp.sklearn import MLPClassifier
+
+        return MLPClassifier(random_state=seed, max_iter=max_iter, threads=1, **SETTINGS)
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(random_state=seed, max_iter=max_iter, **SETTINGS)
+
+
+@pytest.mark.parametrize("library", ["fastmlp", "sklearn"])
+def test_mlp_classifier_fit(run, benchmark, full, scaled, library):
+    n_epochs = epochs(full)
+    fitted = []
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter is the epochs
+            fitted.append(estimator(library, len(fitted), n_epochs).fit(scaled["X"], scaled["y"]))
+
+    benchmark.group = FIT + f", {n_epochs} epochs"
+    rows = len(scaled["X"])
+    benchmark.extra_info.update(library=library, epochs=n_epochs, rows=rows,
+                                scale=60_000 / rows / n_epochs)  # fmt: skip
+    run(fit, rounds=3)
+    accuracies = [est.score(scaled["Xt"], scaled["yt"]) for est in fitted]
+    benchmark.extra_info["test_accuracy"] = accuracies
+    assert all(est.n_iter_ == n_epochs for est in fitted)
+    assert all(0.0 <= a <= 1.0 for a in accuracies)
+
+
+def test_same_accuracy_as_sklearn(full, scaled):
+    """Within 0.5 points of scikit-learn on MNIST, same settings and epochs, three seeds."""
+    if not full:
+        pytest.skip("accuracy is compared on full MNIST epochs: run with --benchmark")
+    means = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for library in ("fastmlp", "sklearn"):
+            scores = [estimator(library, seed, 10).fit(scaled["X"], scaled["y"])
+                      .score(scaled["Xt"], scaled["yt"]) for seed in range(3)]  # fmt: skip
+            means[library] = float(np.mean(scores))
+    print(f"test accuracy, mean of 3 seeds: {means}")
+    assert abs(means["fastmlp"] - means["sklearn"]) <= 0.005
+
+
+@pytest.fixture(scope="module")
+def idx_folder(data, tmp_path_factory):
+    """The benchmark's data (full MNIST or the slice) as four IDX files, for `fastmlp train`."""
+    from fastmlp.idx import write_idx
+
+    folder = tmp_path_factory.mktemp("sweep_data")
+    for prefix, X, y in (("train", data["X"], data["y"]), ("t10k", data["Xt"], data["yt"])):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", X.reshape(-1, 28, 28))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", y.astype(np.uint8))
+    return str(folder)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sweep_workers(run, benchmark, full, idx_folder, tmp_path, workers):
+    from fastmlp.sweep import grid_from, make_trials
+    from fastmlp.sweep_run import run_sweep
+
+    n_epochs = 10 if full else 1
+    trials = make_trials(grid_from({"hidden": "16,16", "epochs": n_epochs, "lr": 0.1}),
+                         list(range(8)))  # fmt: skip
+    outs = iter(range(100))
+    results = []
+
+    def sweep():
+        out = tmp_path / f"round{next(outs)}"
+        results.append(run_sweep(trials, out, data_dir=idx_folder, workers=workers,
+                                 echo=lambda line: None))  # fmt: skip
+
+    benchmark.group = SWEEP + f", {n_epochs} epoch(s) each"
+    benchmark.extra_info.update(workers=workers, trials=len(trials), epochs=n_epochs)
+    run(sweep, rounds=3)
+    assert all(row["status"] == "ok" for rows in results for row in rows)
+    assert all(len(rows) == len(trials) for rows in results)
