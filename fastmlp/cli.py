@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from fastmlp.commands import add_evaluate_parser, add_predict_parser, add_train_parser
+from fastmlp.serve import add_serve_parser
 
 __all__ = ["build_parser", "main", "cmd_download", "cmd_info"]
 
@@ -88,6 +89,7 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     add_train_parser,
     add_evaluate_parser,
     add_predict_parser,
+    add_serve_parser,
     add_download_parser,
     add_info_parser,
 ]
