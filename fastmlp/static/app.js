@@ -132,6 +132,8 @@ async function ask(body, contentType) {
   }
   if (number < shown || number !== asked) return; // a newer request is on its way
   shown = number;
+  // How many answers the page has shown: lets a test (or a curious reader) wait for the next.
+  document.body.dataset.answers = Number(document.body.dataset.answers || 0) + 1;
   if (failed) {
     clearAnswer(failed);
     statusText.classList.add("error");
