@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 
 from fastmlp import MLP
 from fastmlp.preprocess import load_digit, prepare_digit
-from fastmlp.serve import MAX_IMAGE_PIXELS, STATIC, STATIC_FILES, start
+from fastmlp.serve import STATIC, STATIC_FILES, start
+from fastmlp.serve_model import MAX_IMAGE_PIXELS
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +306,27 @@ def test_a_stalled_body_times_out_and_the_server_goes_on(server):
     assert predict(server, body=GOOD_PNG, content_type="image/png")[0] == 200
 
 
+def test_connections_past_the_limit_are_closed_and_the_server_recovers(model_path):
+    server = start(model_path, max_connections=4)  # idle connections wait 10 s here
+    address = server.server_address[:2]
+    try:
+        idle = [socket.create_connection(address, timeout=5) for _ in range(4)]  # the limit
+        time.sleep(0.5)  # let the server accept them all
+        with socket.create_connection(address, timeout=5) as extra:
+            extra.sendall(b"GET /model HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % address[1])
+            try:
+                assert extra.recv(100) == b""  # closed without an answer
+            except ConnectionResetError:
+                pass
+        for sock in idle:
+            sock.close()
+        time.sleep(0.3)  # their threads see the close and give back their slots
+        assert request(server, "GET", "/model")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_other_hosts_methods_and_garbage_requests_get_json_errors(server):
     status, _, data = request(server, "GET", "/model", headers={"Host": "attacker.example"})
     assert status == 403 and "localhost" in json.loads(data)["error"]
@@ -400,8 +422,9 @@ def test_fastmlp_serve_prints_its_address_serves_and_stops_on_ctrl_c(model_path)
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
-    assert "Traceback" not in err
+    assert process.returncode == 0, (out, err)
+    assert "Traceback" not in err, err
+    assert "stopped" in err
 
 
 @pytest.mark.parametrize(
