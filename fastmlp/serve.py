@@ -3,8 +3,10 @@
 The server is the standard library's threading HTTP server, kept safe by hand: it binds
 to 127.0.0.1 unless told otherwise, answers only requests addressed to that host (a page
 elsewhere cannot reach it through DNS rebinding), reads a request body only after its
-Content-Length passed the size limit, drops connections that stall, and answers every bad
-request with a 4xx JSON error, ``{"error": "..."}``. No dependency beyond fastmlp's own.
+Content-Length passed the size limit, drops connections that stall, keeps at most 64
+open at once, and answers every bad request with a 4xx JSON error, ``{"error": "..."}``.
+No dependency beyond fastmlp's own. What a request's digit becomes (decoding, MNIST's
+preprocessing, the forward pass) is :mod:`fastmlp.serve_model`'s.
 
 Endpoints:
 

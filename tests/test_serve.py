@@ -467,3 +467,14 @@ def test_threads_do_not_leak_after_shutdown(model_path):
     server.server_close()
     time.sleep(0.2)
     assert threading.active_count() <= before
+
+
+def test_the_pages_files_are_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["fastmlp"]
+    for name in STATIC_FILES:
+        assert any(fnmatch.fnmatch(f"static/{name}", p) for p in patterns), name
