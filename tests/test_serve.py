@@ -8,6 +8,7 @@ trained on MNIST.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import http.client
 import io
 import json
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -470,9 +472,7 @@ def test_threads_do_not_leak_after_shutdown(model_path):
 
 
 def test_the_pages_files_are_package_data():
-    import fnmatch
-    import tomllib
-    from pathlib import Path
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["fastmlp"]
