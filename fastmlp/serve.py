@@ -67,6 +67,7 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.body_read = False
         if not self._host_allowed():
             return
         path = self.path.split("?", 1)[0]
@@ -84,6 +85,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": f"no such page: {path}"})
 
     def do_POST(self) -> None:  # noqa: N802
+        self.body_read = False
         if not self._host_allowed():
             return
         if self.path.split("?", 1)[0] != "/predict":
@@ -132,6 +134,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(body) != length:
             self.close_connection = True
             raise RequestError(400, "the body ended before its Content-Length")
+        self.body_read = True
         return body
 
     def _host_allowed(self) -> bool:
@@ -151,6 +154,11 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, data, "application/json")
 
     def _send(self, status: int, data: bytes, content_type: str) -> None:
+        headers = getattr(self, "headers", None) or {}  # none yet for a broken request line
+        announced = headers.get("Content-Length", "0") != "0" or headers.get("Transfer-Encoding")
+        if announced and not getattr(self, "body_read", False):
+            # A body left unread would be taken for the next request on this connection.
+            self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -207,8 +215,9 @@ class DigitServer(ThreadingHTTPServer):
         port = self.server_address[1]
         # Bound to loopback: answer only requests for this very address, so a web page
         # elsewhere cannot reach the server through a DNS name that resolves here.
+        names = ("127.0.0.1", "localhost", "[::1]")
         self.allowed_hosts = (
-            {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+            {f"{name}:{port}" for name in names} | (set(names) if port == 80 else set())
             if _is_loopback(host)
             else None
         )

@@ -146,8 +146,10 @@ class DigitModel:
         if preprocess:
             try:
                 grid = prepare_digit(grid, side=self.side, name="drawing")
-            except ValueError:  # the only thing prepare_digit refuses is a blank image
-                raise RequestError(422, "nothing drawn: the image is blank") from None
+            except ValueError as exc:
+                if "blank" in str(exc):  # prepare_digit found no ink
+                    raise RequestError(422, "nothing drawn: the image is blank") from None
+                raise RequestError(400, str(exc)) from None
         elif not grid.any():
             raise RequestError(422, "nothing drawn: every pixel is 0")
         probabilities = self.model.predict_proba(grid.reshape(1, -1))[0]

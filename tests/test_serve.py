@@ -340,6 +340,15 @@ def test_other_hosts_methods_and_garbage_requests_get_json_errors(server):
     assert status == 400 and answer["error"]
 
 
+def test_an_unread_body_closes_the_connection_rather_than_poisoning_the_next_request(server):
+    port = server.server_address[1]
+    first = b"POST /model HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 2\r\n\r\n{}" % port
+    second = b"GET /model HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port
+    answer = raw_exchange(server, first + second)
+    assert answer.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in answer
+    assert _http_status(answer)[0] == 404
+
+
 def test_the_server_still_answers_after_every_bad_input(server):
     status, answer = predict(server, body=GOOD_PNG, content_type="image/png")
     assert status == 200 and 0 <= answer["digit"] <= 9
