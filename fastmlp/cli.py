@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from fastmlp.commands import add_evaluate_parser, add_predict_parser, add_train_parser
 from fastmlp.sweep_run import add_sweep_parser
+from fastmlp.serve import add_serve_parser
 
 __all__ = ["build_parser", "main", "cmd_download", "cmd_info"]
 
@@ -90,6 +91,7 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     add_evaluate_parser,
     add_predict_parser,
     add_sweep_parser,
+    add_serve_parser,
     add_download_parser,
     add_info_parser,
 ]
