@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from fastmlp.commands import add_evaluate_parser, add_predict_parser, add_train_parser
-from fastmlp.sweep_run import add_sweep_parser
 from fastmlp.serve import add_serve_parser
+from fastmlp.sweep_run import add_sweep_parser
 
 __all__ = ["build_parser", "main", "cmd_download", "cmd_info"]
 

@@ -17,6 +17,7 @@ This module imports only the standard library at the top: ``fastmlp --help`` sta
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import io
@@ -167,7 +168,7 @@ def run_trial(trial: dict[str, Any], data_dir: str | None, out: str) -> dict[str
     import contextlib
     import socket
 
-    from fastmlp.cli import build_parser
+    from fastmlp.commands import add_train_parser
 
     started = time.perf_counter()
     compiled_before, hits_before = numba_cache_counts()
@@ -179,7 +180,11 @@ def run_trial(trial: dict[str, Any], data_dir: str | None, out: str) -> dict[str
         _one_numba_thread()  # the workers are the parallelism: no threads on top of them
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
-            args = build_parser().parse_args(train_argv(trial, data_dir, folder))
+            # The `train` subparser alone (not fastmlp.cli, which imports this module's
+            # command): the same flags, defaults and handler as `fastmlp train`.
+            parser = argparse.ArgumentParser(prog="fastmlp")
+            add_train_parser(parser.add_subparsers(required=True))
+            args = parser.parse_args(train_argv(trial, data_dir, folder))
             status = args.handler(args)
         results = json.loads((folder / f"{trial['trial']}.json").read_text())
         row.update(
@@ -215,7 +220,6 @@ def _one_numba_thread() -> None:
 
 def start_worker() -> int:
     """Import what a trial needs (not running the kernels, so nothing compiles); the pid."""
-    import fastmlp.cli  # noqa: F401
     import fastmlp.commands  # noqa: F401
     import fastmlp.model  # noqa: F401
 
