@@ -23,6 +23,8 @@ DEFAULTS = {
     "schedule": "onecycle",
     "seed": 0,
     "backend": "numba",
+    # The classic 50,000/10,000 split: the test set is never looked at during training.
+    "validation": 10_000,
 }
 
 
@@ -125,6 +127,20 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument(
         "--resume", type=Path, help="continue training a saved model (its own architecture)"
     )
+    p.add_argument(
+        "--validation",
+        type=non_negative_int,
+        help="training images held out (seeded, stratified) to score after every epoch; the "
+        "test set is scored once, at the end; 0 trains on all of them (default "
+        f"{DEFAULTS['validation']}, or a sixth of the training images where that is fewer)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=positive_int,
+        metavar="PATIENCE",
+        help="stop when the validation loss has not improved for PATIENCE epochs and keep "
+        "the best epoch's parameters",
+    )
     p.add_argument("--json", type=Path, help="write machine-readable results here")
     p.add_argument("--plot", type=Path, help="draw the training curves into this PNG")
     p.add_argument("--no-download", action="store_true", help="fail rather than download MNIST")
@@ -160,6 +176,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fastmlp.outputs import check_paths, default_save_path, save_run
 
     train_x, train_y, test_x, test_y = load_mnist(args.data_dir, download=not args.no_download)
+    if args.validation is None:
+        args.validation = min(DEFAULTS["validation"], len(train_x) // 6)
+    if args.validation >= len(train_x):
+        raise ValueError(
+            f"--validation {args.validation} would hold out every one of the "
+            f"{len(train_x)} training images"
+        )
+    if args.early_stopping is not None and args.validation == 0:
+        raise ValueError("--early-stopping watches the validation loss: give --validation N > 0")
     n_inputs = int(np.prod(train_x.shape[1:]))
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     model = (
@@ -175,7 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "--plot": args.plot})  # fmt: skip
     if not args.quiet:
         print(
-            f"training {arch} {model.activation} on {len(train_x)} images "
+            f"training {arch} {model.activation} on {len(train_x) - args.validation} images, "
+            f"{args.validation} held out for validation "
             f"({args.backend} backend, {args.optimizer}, lr {args.lr:g}, "
             f"batch {args.batch_size}, {args.epochs} epochs)",
             flush=True,
@@ -189,7 +215,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         lr_schedule=None if args.schedule == "none" else args.schedule,
-        validation_data=(test_x, test_y),
+        validation_split=args.validation or None,
+        early_stopping=args.early_stopping,
         shuffle=True,
         progress=not args.quiet,
         threads=args.threads,

@@ -67,6 +67,10 @@ def test_train_script_prints_a_table_saves_and_writes_json(trained):
         "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"
     }  # fmt: skip
     assert results["stop_reason"] == "completed" and results["options"]["epochs"] == 2
+    # Validation is a hold-out of the training images; the test set is scored once, at the end.
+    assert "on 50000 images, 10000 held out for validation" in result.stdout
+    assert results["options"]["validation_split"] == 10000
+    assert all(e["val_loss"] is not None for e in results["epochs"])
 
 
 @pytest.mark.mnist
@@ -144,6 +148,41 @@ def test_input_size_comes_from_the_data(tmp_path):
     from fastmlp import MLP
 
     assert MLP.load(tmp_path / "tiny.safetensors", backend="numpy").sizes == (48, 16, 16, 10)
+
+
+def _tiny_data(folder, n_train, signal=True):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", 100)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 8, 6)).astype(np.uint8)
+        if signal:
+            images[np.arange(n), labels % 8, :] = 255  # the row lit up says the class
+        write_idx(folder / f"{split}-images-idx3-ubyte", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+
+
+def test_validation_hold_out_and_early_stopping(tmp_path):
+    # Labels that nothing in the images predicts: the held-out loss can only get worse once
+    # the network starts to memorise, so early stopping must end the run long before 60 epochs.
+    _tiny_data(tmp_path, 600, signal=False)
+    common = ["train", "--data-dir", tmp_path, "--backend", "numpy", "--schedule", "none",
+              "--lr", "0.5", "--hidden", "64"]  # fmt: skip
+    result = fastmlp(*common, "--epochs", "60", "--validation", "200", "--early-stopping", "2",
+                     "--save", tmp_path / "m.safetensors", "--json", tmp_path / "r.json")  # fmt: skip
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert "on 400 images, 200 held out for validation" in result.stdout
+    assert results["stop_reason"] == "early_stopping", results["stop_reason"]
+    assert len(results["epochs"]) < 60
+    # The default on a small set: a sixth of it, not 10,000 of its 600 images.
+    result = fastmlp(*common, "--epochs", "1", "--save", tmp_path / "d.safetensors")
+    assert "on 500 images, 100 held out for validation" in result.stdout
+    for bad, message in (
+        (["--validation", "600"], "would hold out every one of the 600 training images"),
+        (["--validation", "0", "--early-stopping", "3"], "give --validation N > 0"),
+    ):
+        result = fastmlp(*common, *bad, check=False)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert message in result.stderr
 
 
 @pytest.mark.parametrize(
