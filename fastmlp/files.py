@@ -223,3 +223,18 @@ def free_name(path: Path) -> Path:
     while os.path.lexists(numbered(path, number)):
         number += 1
     return numbered(path, number)
+
+
+def byte_limit(variable: str, default: int) -> int:
+    """A size limit in bytes: the environment variable ``variable`` (a whole number of
+    bytes) where it is set, else ``default``."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{variable} must be a whole number of bytes, got {text!r}")
+    return value

@@ -18,7 +18,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from fastmlp.files import replacing
+from fastmlp.files import byte_limit, replacing
 
 __all__ = ["IDXError", "read_idx", "write_idx", "gunzip_chunks", "max_data_bytes"]
 
@@ -54,16 +54,7 @@ def max_data_bytes() -> int:
 
     ``FASTMLP_MAX_DATA_BYTES`` (a whole number of bytes) overrides the default of 1 GiB.
     """
-    text = os.environ.get("FASTMLP_MAX_DATA_BYTES", "").strip()
-    if not text:
-        return DEFAULT_MAX_DATA_BYTES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"FASTMLP_MAX_DATA_BYTES must be a whole number of bytes, got {text!r}")
-    return value
+    return byte_limit("FASTMLP_MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES)
 
 
 class IDXError(ValueError):

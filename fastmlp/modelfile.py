@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmlp.files import write_atomically
+from fastmlp.files import byte_limit, write_atomically
 
 FORMAT = "fastmlp-mlp"
 FORMAT_VERSION = "1"
@@ -59,16 +59,7 @@ def max_model_bytes() -> int:
 
     ``FASTMLP_MAX_MODEL_BYTES`` (a whole number of bytes) overrides the default of 1 GiB.
     """
-    text = os.environ.get("FASTMLP_MAX_MODEL_BYTES", "").strip()
-    if not text:
-        return DEFAULT_MAX_MODEL_BYTES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"FASTMLP_MAX_MODEL_BYTES must be a whole number of bytes, got {text!r}")
-    return value
+    return byte_limit("FASTMLP_MAX_MODEL_BYTES", DEFAULT_MAX_MODEL_BYTES)
 
 
 def write_model_file(
