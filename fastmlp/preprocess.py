@@ -49,7 +49,7 @@ def load_digit(path: str | os.PathLike, side: int = 28) -> np.ndarray:
                 if image.width * image.height > MAX_PIXELS:
                     raise _too_large(name, image.width, image.height)
                 image.load()
-                gray = _flatten_alpha(image).convert("L")
+                gray = flatten_alpha(image).convert("L")
     except UnidentifiedImageError:
         raise ValueError(f"{name}: not an image file Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -114,8 +114,9 @@ def _border(pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
 
 
-def _flatten_alpha(image):  # noqa: ANN001, ANN202 - Pillow images
-    """Put a transparent drawing on white paper, so transparency does not read as ink."""
+def flatten_alpha(image):  # noqa: ANN001, ANN202 - Pillow images
+    """Put a transparent drawing on white paper, so transparency does not read as ink
+    (for a file here, and for the bytes the draw-a-digit page sends)."""
     from PIL import Image
 
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):

@@ -119,6 +119,8 @@ class DigitModel:
         import numpy as np
         from PIL import Image
 
+        from fastmlp.preprocess import flatten_alpha
+
         if not data:
             raise RequestError(400, "the image is empty")
         try:
@@ -129,7 +131,7 @@ class DigitModel:
                         413, f"the image is {width}x{height}; at most {MAX_IMAGE_PIXELS} pixels"
                     )
                 image.load()
-                gray = np.asarray(_on_white_paper(image).convert("L"), dtype=np.uint8)
+                gray = np.asarray(flatten_alpha(image).convert("L"), dtype=np.uint8)
         except RequestError:
             raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
@@ -173,16 +175,3 @@ def _decode_base64(text: Any) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(400, '"image" is not valid base64') from None
-
-
-def _on_white_paper(image: Any) -> Any:
-    """Composite a transparent drawing on white, so transparency does not read as ink.
-
-    The same rule as fastmlp.preprocess.load_digit, which reads from a path, not bytes.
-    """
-    from PIL import Image
-
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return image
