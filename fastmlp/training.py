@@ -24,6 +24,7 @@ from fastmlp import validation as check
 from fastmlp.datasets import holdout_size
 from fastmlp.progress import Reporter
 from fastmlp.schedules import SCHEDULES, learning_rates
+from kernels.augment_reference import KINDS
 from kernels.layout import OPTIMIZERS, Net, Optimizer, optimizer_state
 
 # How many kernel calls an epoch is cut into: often enough for a live progress bar and
@@ -62,6 +63,7 @@ class TrainingOptions:
     progress: bool = True
     threads: int | None = None  # None: every core (the numba backend caps it itself)
     validation_split: float | int | None = None  # held out of the data by MLP.fit
+    augment: str | None = None  # distort each chunk's images as it is trained on
 
     def __post_init__(self) -> None:
         checked = {
@@ -82,6 +84,9 @@ class TrainingOptions:
             "validation_split": None
             if self.validation_split is None
             else holdout_size("validation_split", self.validation_split),
+            "augment": None
+            if self.augment is None
+            else check.choice("augment", self.augment, KINDS),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -180,6 +185,7 @@ def train(
             rates = learning_rates(
                 options.lr_schedule, options.lr, epoch - 1, options.epochs, steps_per_epoch
             )
+            stepper.epoch = epoch  # the augmentation stream's counter
             entry = _epoch(stepper, order, rates, report, epoch, options.epochs)
             if validation is not None:
                 scores = model.evaluate(*validation)
@@ -267,6 +273,8 @@ class _Stepper:
         )
         self.state = optimizer_state(model.net, options.optimizer)
         self.step = 0  # steps taken so far: Adam's bias correction counts them
+        self.epoch = 0
+        self.distort = None if options.augment is None else _Distorter(inputs, options)
 
     def snapshot(self) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
         """Copies of the parameters, the optimizer state and the step count, to go back to."""
@@ -284,14 +292,18 @@ class _Stepper:
         A chunk that diverges is undone before :class:`_Diverged` is raised.
         """
         before = self.snapshot()
+        inputs, targets = self.inputs, self.targets
+        if self.distort is not None:  # train on distorted copies of just this chunk's rows
+            inputs, targets = self.distort(rows, self.model.seed, self.epoch), targets[rows]
+            rows = np.arange(len(rows))
         # Overflow on the way to divergence is reported once, with advice, not as warnings.
         with np.errstate(all="ignore"):
             losses, hits = self.model.kernels.train_steps(
                 self.model.params,
                 self.state,
                 self.model.net,
-                self.inputs,
-                self.targets,
+                inputs,
+                targets,
                 rows,
                 self.batch_size,
                 rates,
@@ -305,6 +317,36 @@ class _Stepper:
             raise _Diverged(str(float(bad[0])) if bad.size else "finite, the parameters not")
         self.step += len(rates)
         return losses, hits
+
+
+class _Distorter:
+    """Distorts a chunk's images into one reused uint8 buffer (no augmented data set)."""
+
+    def __init__(self, inputs: np.ndarray, options: TrainingOptions) -> None:
+        from kernels import augment_numba  # compiled on first use only
+
+        n_features = inputs.shape[1] if inputs.ndim == 2 else 0
+        side = math.isqrt(n_features)
+        if inputs.dtype != np.uint8 or side * side != n_features or side < 2:
+            raise ValueError(
+                f"augment {options.augment!r} distorts square uint8 images; got "
+                f"{inputs.dtype} rows of {n_features} features"
+            )
+        self.kernel, self.inputs, self.side = augment_numba, inputs, side
+        self.kind = augment_numba.kind_code(options.augment)
+        self.params = augment_numba.augment_params(options.augment)
+        self.scratch = augment_numba.scratch_for(side)
+        chunk = math.ceil(math.ceil(len(inputs) / options.batch_size) / CHUNKS_PER_EPOCH)
+        self.buffer = np.empty((chunk * options.batch_size, n_features), np.uint8)
+
+    def __call__(self, rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+        if len(rows) > len(self.buffer):  # the warm-up's batch can outgrow a tiny chunk
+            self.buffer = np.empty((len(rows), self.buffer.shape[1]), np.uint8)
+        out = self.buffer[: len(rows)]
+        self.kernel.augment_rows(
+            out, self.inputs, rows, self.side, self.kind, self.params, seed, epoch, self.scratch
+        )
+        return out
 
 
 def _warm_up(stepper: _Stepper, validation: tuple[np.ndarray, np.ndarray] | None) -> float:
