@@ -15,6 +15,7 @@ import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from fastmlp import validation as check
 from fastmlp.datasets import holdout_size
 from fastmlp.progress import Reporter
 from fastmlp.schedules import SCHEDULES, learning_rates
-from kernels.augment_reference import KINDS
+from kernels import augment_reference
 from kernels.layout import OPTIMIZERS, Net, Optimizer, optimizer_state
 
 # How many kernel calls an epoch is cut into: often enough for a live progress bar and
@@ -86,7 +87,7 @@ class TrainingOptions:
             else holdout_size("validation_split", self.validation_split),
             "augment": None
             if self.augment is None
-            else check.choice("augment", self.augment, KINDS),
+            else check.choice("augment", self.augment, augment_reference.KINDS),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -274,7 +275,7 @@ class _Stepper:
         self.state = optimizer_state(model.net, options.optimizer)
         self.step = 0  # steps taken so far: Adam's bias correction counts them
         self.epoch = 0
-        self.distort = None if options.augment is None else _Distorter(inputs, options)
+        self.distort = None if options.augment is None else _Distorter(inputs, options, model.backend)
 
     def snapshot(self) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
         """Copies of the parameters, the optimizer state and the step count, to go back to."""
@@ -322,9 +323,7 @@ class _Stepper:
 class _Distorter:
     """Distorts a chunk's images into one reused uint8 buffer (no augmented data set)."""
 
-    def __init__(self, inputs: np.ndarray, options: TrainingOptions) -> None:
-        from kernels import augment_numba  # compiled on first use only
-
+    def __init__(self, inputs: np.ndarray, options: TrainingOptions, backend: str) -> None:
         n_features = inputs.shape[1] if inputs.ndim == 2 else 0
         side = math.isqrt(n_features)
         if inputs.dtype != np.uint8 or side * side != n_features or side < 2:
@@ -332,10 +331,16 @@ class _Distorter:
                 f"augment {options.augment!r} distorts square uint8 images; got "
                 f"{inputs.dtype} rows of {n_features} features"
             )
-        self.kernel, self.inputs, self.side = augment_numba, inputs, side
-        self.kind = augment_numba.kind_code(options.augment)
-        self.params = augment_numba.augment_params(options.augment)
-        self.scratch = augment_numba.scratch_for(side)
+        if backend == "numba":
+            from kernels import augment_numba  # compiled on first use only
+
+            scratch = augment_numba.scratch_for(side)
+            self.kernel = partial(augment_numba.augment_rows, scratch=scratch)
+        else:  # the NumPy backends distort with the plain reference the kernel is tested on
+            self.kernel = augment_reference.augment_rows
+        self.inputs, self.side = inputs, side
+        self.kind = augment_reference.kind_code(options.augment)
+        self.params = augment_reference.augment_params(options.augment)
         chunk = math.ceil(math.ceil(len(inputs) / options.batch_size) / CHUNKS_PER_EPOCH)
         self.buffer = np.empty((chunk * options.batch_size, n_features), np.uint8)
 
@@ -343,9 +348,7 @@ class _Distorter:
         if len(rows) > len(self.buffer):  # the warm-up's batch can outgrow a tiny chunk
             self.buffer = np.empty((len(rows), self.buffer.shape[1]), np.uint8)
         out = self.buffer[: len(rows)]
-        self.kernel.augment_rows(
-            out, self.inputs, rows, self.side, self.kind, self.params, seed, epoch, self.scratch
-        )
+        self.kernel(out, self.inputs, rows, self.side, self.kind, self.params, seed, epoch)
         return out
 
 
