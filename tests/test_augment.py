@@ -145,3 +145,17 @@ def test_non_images_are_refused_in_one_line(X, message):
 def test_unknown_augment_in_fit():
     with pytest.raises(ValueError, match="unknown augment 'zoom'; choose one of shift"):
         MLP([16, 4, 2]).fit(np.zeros((4, 16), np.uint8), [0, 1, 0, 1], augment="zoom")
+
+
+def test_picture_of_digits_and_their_distortions(tmp_path):
+    from PIL import Image
+
+    from fastmlp import pictures
+
+    X, _ = digits(5)
+    path = pictures.augmented_digits(X, tmp_path / "a.png", count=2, copies=2)
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width > height > 0  # 2 rows of 1 + 3 kinds x 2 copies = 7 tiles
+    with pytest.raises(ValueError, match="needs uint8 images, got float32"):
+        pictures.augmented_digits(X.astype(np.float32), tmp_path / "b.png")
