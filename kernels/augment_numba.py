@@ -71,8 +71,24 @@ def _augment(out, X, rows, side, kind, params, seed, base, scratch):
         for i in range(b * per, min(n, (b + 1) * per)):
             row = rows[i]
             key = _mix(seed + (base + np.uint64(row) + np.uint64(1)) * GOLDEN)
-            _coordinates(work, key, side, kind, params)
-            _bilinear(out[i], X[row], side, work[0], work[1])
+            if kind == 0:
+                _shift(out[i], X[row], key, side, params)
+            else:
+                _coordinates(work, key, side, kind, params)
+                _bilinear(out[i], X[row], side, work[0], work[1])
+
+
+@njit(cache=True)
+def _shift(out, image, key, side, params):
+    """Whole-pixel shifts copy bytes: bilinear weights of exactly 1 and 0 give the same."""
+    m = int(params[0])
+    dx = int(math.floor(_draw(key, 0) * np.float32(2 * m + 1))) - m
+    dy = int(math.floor(_draw(key, 1) * np.float32(2 * m + 1))) - m
+    for y in range(side):
+        for x in range(side):
+            sx, sy = x - dx, y - dy
+            inside = 0 <= sx < side and 0 <= sy < side
+            out[y * side + x] = image[sy * side + sx] if inside else np.uint8(0)
 
 
 @njit(cache=True)
@@ -81,14 +97,7 @@ def _coordinates(work, key, side, kind, params):
     one, two = np.float32(1), np.float32(2)
     c = np.float32((side - 1) / 2)
     sx, sy = work[0], work[1]
-    if kind == 0:
-        m = int(params[0])
-        dx = np.float32(math.floor(_draw(key, 0) * np.float32(2 * m + 1)) - m)
-        dy = np.float32(math.floor(_draw(key, 1) * np.float32(2 * m + 1)) - m)
-        for p in range(side * side):
-            sx[p] = np.float32(p % side) - dx
-            sy[p] = np.float32(p // side) - dy
-    elif kind == 1:
+    if kind == 1:
         t = (two * _draw(key, 0) - one) * params[0]
         s = one + (two * _draw(key, 1) - one) * params[1]
         h = (two * _draw(key, 2) - one) * params[2]
@@ -98,11 +107,12 @@ def _coordinates(work, key, side, kind, params):
         sin = (two * t) / (one + t * t)
         a, b = s * cos, h - s * sin
         cc, d = s * sin, s * cos
-        for p in range(side * side):
-            rx = np.float32(p % side) - c
-            ry = np.float32(p // side) - c
-            sx[p] = ((c + a * rx) + b * ry) + tx
-            sy[p] = ((c + cc * rx) + d * ry) + ty
+        for y in range(side):  # nested loops: no integer division per pixel
+            ry = np.float32(y) - c
+            for x in range(side):
+                rx = np.float32(x) - c
+                sx[y * side + x] = ((c + a * rx) + b * ry) + tx
+                sy[y * side + x] = ((c + cc * rx) + d * ry) + ty
     else:
         pix = side * side
         raw_x, raw_y = work[2], work[3]
@@ -114,46 +124,60 @@ def _coordinates(work, key, side, kind, params):
         _blur(raw_x, sx, side, params, radius, side)
         _blur(sy, raw_y, side, params, radius, 1)
         _blur(raw_y, sy, side, params, radius, side)
-        for p in range(pix):
-            sx[p] = np.float32(p % side) + alpha * raw_x[p]
-            sy[p] = np.float32(p // side) + alpha * raw_y[p]
+        for y in range(side):
+            for x in range(side):
+                p = y * side + x
+                sx[p] = np.float32(x) + alpha * raw_x[p]
+                sy[p] = np.float32(y) + alpha * raw_y[p]
 
 
 @njit(cache=True)
 def _blur(dst, src, side, params, radius, stride):
-    """Gaussian along one axis (stride 1: x, stride side: y), zero outside, taps from -radius."""
+    """Gaussian along one axis (stride 1: x, stride side: y), zero outside, taps from -radius.
+
+    Tap by tap over the whole image: each pixel still adds its taps in the reference's
+    order (the skipped ones would add exactly +0), and the inner loop runs along a row.
+    """
     for p in range(side * side):
-        pos = p % side if stride == 1 else p // side
-        acc = np.float32(0)
-        for k in range(-radius, radius + 1):
-            value = np.float32(0)
-            if 0 <= pos + k < side:
-                value = src[p + k * stride]
-            acc = acc + params[2 + abs(k)] * value
-        dst[p] = acc
+        dst[p] = np.float32(0)
+    for k in range(-radius, radius + 1):
+        w = params[2 + abs(k)]
+        for y in range(side):
+            lo, hi = 0, side  # the x whose neighbour (x + k or y + k) is inside
+            if stride == 1:
+                lo, hi = max(0, -k), min(side, side - k)
+            elif not 0 <= y + k < side:
+                continue
+            row = y * side
+            for x in range(lo, hi):
+                dst[row + x] = dst[row + x] + w * src[row + x + k * stride]
 
 
 @njit(cache=True)
 def _bilinear(out, image, side, sx, sy):
-    one, zero = np.float32(1), np.float32(0)
+    one, zero, half = np.float32(1), np.float32(0), np.float32(0.5)
+    top = np.float32(255)
     for p in range(side * side):
-        fx0, fy0 = math.floor(sx[p]), math.floor(sy[p])
-        fx, fy = sx[p] - np.float32(fx0), sy[p] - np.float32(fy0)
+        fx0, fy0 = np.floor(sx[p]), np.floor(sy[p])  # float32 floors: no libm call
+        fx, fy = sx[p] - fx0, sy[p] - fy0
         x0, y0 = int(fx0), int(fy0)
+        if x0 < -1 or x0 >= side or y0 < -1 or y0 >= side:  # all four neighbours outside
+            out[p] = 0
+            continue
         p00, p01, p10, p11 = zero, zero, zero, zero
-        if 0 <= y0 < side:
-            if 0 <= x0 < side:
+        if 0 <= y0:
+            if 0 <= x0:
                 p00 = np.float32(image[y0 * side + x0])
-            if 0 <= x0 + 1 < side:
+            if x0 + 1 < side:
                 p01 = np.float32(image[y0 * side + x0 + 1])
-        if 0 <= y0 + 1 < side:
-            if 0 <= x0 < side:
+        if y0 + 1 < side:
+            if 0 <= x0:
                 p10 = np.float32(image[(y0 + 1) * side + x0])
-            if 0 <= x0 + 1 < side:
+            if x0 + 1 < side:
                 p11 = np.float32(image[(y0 + 1) * side + x0 + 1])
         v = ((one - fx) * (one - fy)) * p00
         v = v + (fx * (one - fy)) * p01
         v = v + ((one - fx) * fy) * p10
         v = v + (fx * fy) * p11
-        v = math.floor(v + np.float32(0.5))
-        out[p] = np.uint8(min(max(v, 0.0), 255.0))
+        v = np.floor(v + half)
+        out[p] = np.uint8(min(max(v, zero), top))
