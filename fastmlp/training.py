@@ -15,13 +15,13 @@ import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 
 from fastmlp import validation as check
+from fastmlp.augmenting import Distorter
 from fastmlp.datasets import holdout_size
 from fastmlp.progress import Reporter
 from fastmlp.schedules import SCHEDULES, learning_rates
@@ -275,7 +275,11 @@ class _Stepper:
         self.state = optimizer_state(model.net, options.optimizer)
         self.step = 0  # steps taken so far: Adam's bias correction counts them
         self.epoch = 0
-        self.distort = None if options.augment is None else _Distorter(inputs, options, model.backend)
+        self.distort = None
+        if options.augment is not None:
+            self.distort = Distorter(
+                inputs, options.augment, options.batch_size, model.backend, CHUNKS_PER_EPOCH
+            )
 
     def snapshot(self) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
         """Copies of the parameters, the optimizer state and the step count, to go back to."""
@@ -318,38 +322,6 @@ class _Stepper:
             raise _Diverged(str(float(bad[0])) if bad.size else "finite, the parameters not")
         self.step += len(rates)
         return losses, hits
-
-
-class _Distorter:
-    """Distorts a chunk's images into one reused uint8 buffer (no augmented data set)."""
-
-    def __init__(self, inputs: np.ndarray, options: TrainingOptions, backend: str) -> None:
-        n_features = inputs.shape[1] if inputs.ndim == 2 else 0
-        side = math.isqrt(n_features)
-        if inputs.dtype != np.uint8 or side * side != n_features or side < 2:
-            raise ValueError(
-                f"augment {options.augment!r} distorts square uint8 images; got "
-                f"{inputs.dtype} rows of {n_features} features"
-            )
-        if backend == "numba":
-            from kernels import augment_numba  # compiled on first use only
-
-            scratch = augment_numba.scratch_for(side)
-            self.kernel = partial(augment_numba.augment_rows, scratch=scratch)
-        else:  # the NumPy backends distort with the plain reference the kernel is tested on
-            self.kernel = augment_reference.augment_rows
-        self.inputs, self.side = inputs, side
-        self.kind = augment_reference.kind_code(options.augment)
-        self.params = augment_reference.augment_params(options.augment)
-        chunk = math.ceil(math.ceil(len(inputs) / options.batch_size) / CHUNKS_PER_EPOCH)
-        self.buffer = np.empty((chunk * options.batch_size, n_features), np.uint8)
-
-    def __call__(self, rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-        if len(rows) > len(self.buffer):  # the warm-up's batch can outgrow a tiny chunk
-            self.buffer = np.empty((len(rows), self.buffer.shape[1]), np.uint8)
-        out = self.buffer[: len(rows)]
-        self.kernel(out, self.inputs, rows, self.side, self.kind, self.params, seed, epoch)
-        return out
 
 
 def _warm_up(stepper: _Stepper, validation: tuple[np.ndarray, np.ndarray] | None) -> float:
