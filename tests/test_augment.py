@@ -159,3 +159,39 @@ def test_picture_of_digits_and_their_distortions(tmp_path):
     assert width > height > 0  # 2 rows of 1 + 3 kinds x 2 copies = 7 tiles
     with pytest.raises(ValueError, match="needs uint8 images, got float32"):
         pictures.augmented_digits(X.astype(np.float32), tmp_path / "b.png")
+
+
+def _idx_data(folder, shape):
+    from fastmlp import write_idx
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 120), ("t10k", 40)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        write_idx(
+            folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, *shape), np.uint8)
+        )
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+
+
+def test_command_line_augment(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def train(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "fastmlp", "train", "--data-dir", tmp_path, "--epochs", "1",
+             "--backend", "numpy", "--quiet", "--save", tmp_path / "m.safetensors", "--force",
+             *extra],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    _idx_data(tmp_path, (8, 8))
+    done = train("--augment", "elastic", "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["options"]["augment"] == "elastic"
+    _idx_data(tmp_path, (8, 6))
+    refused = train("--augment", "shift")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "distorts square uint8 images; got uint8 rows of 48 features" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
