@@ -58,7 +58,7 @@ def test_an_image_distorts_the_same_whatever_its_chunk_or_threads():
     whole = np.zeros((len(X), SIDE * SIDE), np.uint8)
     augment_numba.augment_rows(whole, X, np.arange(len(X)), SIDE, 2, params, 9, 2)
     part = np.zeros((5, SIDE * SIDE), np.uint8)
-    scratch = augment_numba.scratch_for(SIDE, blocks=3)
+    scratch = augment_numba.scratch_for(SIDE, blocks=3)  # the parallel path
     augment_numba.augment_rows(part, X, np.arange(10, 15), SIDE, 2, params, 9, 2, scratch)
     np.testing.assert_array_equal(part, whole[10:15])
 
