@@ -94,7 +94,25 @@ def augment_rows(
     seed: int,
     counter: int,
 ) -> None:
-    """Write a distorted copy of ``X[rows[i]]`` into ``out[i]`` (uint8, side*side pixels)."""
+    """Write a distorted copy of ``X[rows[i]]`` into ``out[i]`` (uint8, side*side pixels).
+
+    Parameters
+    ----------
+    out : ndarray, uint8 (len(rows), side * side)
+        Written in full.
+    X : ndarray, uint8 (N, side * side)
+        The images, never modified.
+    rows : ndarray of int
+        Which images; ``rows[i]`` also picks image i's random numbers.
+    side : int
+        Image width and height.
+    kind : int
+        :func:`kind_code` of ``"shift"``, ``"affine"`` or ``"elastic"``.
+    params : ndarray, float32
+        :func:`augment_params` of that kind.
+    seed, counter : int
+        The stream: the trainer passes the model seed and the epoch.
+    """
     f32 = np.float32
     pix = side * side
     c = f32((side - 1) / 2)
