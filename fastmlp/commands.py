@@ -141,6 +141,11 @@ def add_train_parser(subparsers: Any) -> None:
         help="stop when the validation loss has not improved for PATIENCE epochs and keep "
         "the best epoch's parameters",
     )
+    p.add_argument(
+        "--augment",
+        choices=("shift", "affine", "elastic"),
+        help="train on randomly distorted images, new distortions every epoch (seeded)",
+    )
     p.add_argument("--json", type=Path, help="write machine-readable results here")
     p.add_argument("--plot", type=Path, help="draw the training curves into this PNG")
     p.add_argument("--no-download", action="store_true", help="fail rather than download MNIST")
@@ -217,6 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr_schedule=None if args.schedule == "none" else args.schedule,
         validation_split=args.validation or None,
         early_stopping=args.early_stopping,
+        augment=args.augment,
         shuffle=True,
         progress=not args.quiet,
         threads=args.threads,

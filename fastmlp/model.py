@@ -142,6 +142,7 @@ class MLP:
         shuffle: bool = TrainingOptions.shuffle,
         progress: bool = TrainingOptions.progress,
         threads: int | None = TrainingOptions.threads,
+        augment: str | None = TrainingOptions.augment,
     ) -> History:
         """Train in place with mini-batch gradient descent; see :mod:`fastmlp.training`.
 
@@ -182,6 +183,10 @@ class MLP:
             A progress bar on a terminal and one summary line per epoch on stdout.
         threads : int, optional
             Threads the kernels may use (default: every core, capped by NUMBA_NUM_THREADS).
+        augment : {None, "shift", "affine", "elastic"}
+            Train on randomly distorted copies of square uint8 images, made a chunk at a
+            time (no augmented data set is stored), seeded by ``seed`` and the epoch; see
+            :mod:`kernels.augment_reference`.
 
         Returns
         -------
@@ -208,6 +213,7 @@ class MLP:
             progress=progress,
             threads=threads,
             validation_split=validation_split,
+            augment=augment,
         )
         inputs = self.prepare_inputs(X)
         targets = self.prepare_targets(y, len(inputs))

@@ -37,6 +37,7 @@ __all__ = [
     "first_layer_weights",
     "history_epochs",
     "misclassified_digits",
+    "augmented_digits",
     "sample_digits",
     "save_png",
     "training_curves",
@@ -155,6 +156,51 @@ def sample_digits(
     tiles = [_digit_tile(squares[i], scale) for i in range(count)]
     captions = [[(str(labels[i]), INK)] for i in range(count)]
     return save_png(_sheet(tiles, captions, columns, None), path)
+
+
+def augmented_digits(
+    images: Any,
+    path: str | os.PathLike,
+    *,
+    kinds: Sequence[str] = ("shift", "affine", "elastic"),
+    count: int = 6,
+    copies: int = 3,
+    seed: int = 0,
+    scale: int = 3,
+) -> Path:
+    """The first ``count`` digits, each followed by ``copies`` distortions of every kind.
+
+    One row per digit: the original, then the distortions that ``fit(augment=kind)``
+    would train on in its first epoch with this ``seed`` (copy ``c`` uses epoch ``c + 1``).
+    ``images`` are uint8 rows or squares.
+    """
+    from kernels.augment_reference import augment_params, augment_rows, kind_code
+
+    pixels = np.asarray(images)
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"augmented_digits needs uint8 images, got {pixels.dtype}")
+    side = _as_squares(pixels[:1]).shape[1]  # checks the shape
+    count = min(int(count), len(pixels))
+    if count < 1:
+        raise ValueError("no images to draw")
+    flat = pixels[:count].reshape(count, side * side)
+    rows, captions = [], []
+    for i in range(count):
+        rows.append(flat[i])
+        captions.append("original")
+        for kind in kinds:
+            for copy in range(copies):
+                out = np.empty((1, side * side), np.uint8)
+                params = augment_params(kind)
+                augment_rows(
+                    out, flat, np.array([i]), side, kind_code(kind), params, seed, copy + 1
+                )
+                rows.append(out[0])
+                captions.append(kind)
+    columns = 1 + len(kinds) * copies
+    return sample_digits(
+        np.stack(rows), np.array(captions), path, count=len(rows), columns=columns, scale=scale
+    )
 
 
 def _first_weights(model_or_weights: Any) -> np.ndarray:

@@ -21,9 +21,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from fastmlp import validation as check
+from fastmlp.augmenting import Distorter
 from fastmlp.datasets import holdout_size
 from fastmlp.progress import Reporter
 from fastmlp.schedules import SCHEDULES, learning_rates
+from kernels import augment_reference
 from kernels.layout import OPTIMIZERS, Net, Optimizer, optimizer_state
 
 # How many kernel calls an epoch is cut into: often enough for a live progress bar and
@@ -62,6 +64,7 @@ class TrainingOptions:
     progress: bool = True
     threads: int | None = None  # None: every core (the numba backend caps it itself)
     validation_split: float | int | None = None  # held out of the data by MLP.fit
+    augment: str | None = None  # distort each chunk's images as it is trained on
 
     def __post_init__(self) -> None:
         checked = {
@@ -82,6 +85,9 @@ class TrainingOptions:
             "validation_split": None
             if self.validation_split is None
             else holdout_size("validation_split", self.validation_split),
+            "augment": None
+            if self.augment is None
+            else check.choice("augment", self.augment, augment_reference.KINDS),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
@@ -180,6 +186,7 @@ def train(
             rates = learning_rates(
                 options.lr_schedule, options.lr, epoch - 1, options.epochs, steps_per_epoch
             )
+            stepper.epoch = epoch  # the augmentation stream's counter
             entry = _epoch(stepper, order, rates, report, epoch, options.epochs)
             if validation is not None:
                 scores = model.evaluate(*validation)
@@ -267,6 +274,12 @@ class _Stepper:
         )
         self.state = optimizer_state(model.net, options.optimizer)
         self.step = 0  # steps taken so far: Adam's bias correction counts them
+        self.epoch = 0
+        self.distort = None
+        if options.augment is not None:
+            self.distort = Distorter(
+                inputs, options.augment, options.batch_size, model.backend, CHUNKS_PER_EPOCH
+            )
 
     def snapshot(self) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
         """Copies of the parameters, the optimizer state and the step count, to go back to."""
@@ -284,14 +297,18 @@ class _Stepper:
         A chunk that diverges is undone before :class:`_Diverged` is raised.
         """
         before = self.snapshot()
+        inputs, targets = self.inputs, self.targets
+        if self.distort is not None:  # train on distorted copies of just this chunk's rows
+            inputs, targets = self.distort(rows, self.model.seed, self.epoch), targets[rows]
+            rows = np.arange(len(rows))
         # Overflow on the way to divergence is reported once, with advice, not as warnings.
         with np.errstate(all="ignore"):
             losses, hits = self.model.kernels.train_steps(
                 self.model.params,
                 self.state,
                 self.model.net,
-                self.inputs,
-                self.targets,
+                inputs,
+                targets,
                 rows,
                 self.batch_size,
                 rates,

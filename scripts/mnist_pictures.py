@@ -7,6 +7,9 @@ Writes into OUT: ``digits.png`` (test digits with their labels), ``weights.png``
 each first-layer hidden unit looks at), ``misclassified.png`` (the model's most
 confident mistakes on the test set) and ``confusion.png``; plus ``curves.png`` when the
 model file carries its training history. Prints the test accuracy and loss.
+
+``--augment`` (with or without ``--model``) also writes ``augmented.png``: training
+digits and their shift, affine and elastic distortions, as ``fit(augment=...)`` makes them.
 """
 
 from __future__ import annotations
@@ -20,13 +23,23 @@ from fastmlp import MLP, load_mnist, pictures
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="a .safetensors model file")
+    parser.add_argument("--model", type=Path, help="a .safetensors model file")
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     parser.add_argument("--data-dir", help="MNIST folder (default: $FASTMLP_DATA, else the cache)")
     parser.add_argument("--count", type=int, default=64, help="digits per grid")
     parser.add_argument("--no-download", action="store_true", help="fail rather than download")
     parser.add_argument("--backend", default="numba", choices=["numba", "numpy", "python"])
+    parser.add_argument("--augment", action="store_true", help="also draw augmented.png")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the distortions")
     args = parser.parse_args(argv)
+    if args.model is None and not args.augment:
+        parser.error("give --model, --augment or both")
+    if args.augment:
+        train_x = load_mnist(args.data_dir, download=not args.no_download)[0]
+        path = pictures.augmented_digits(train_x, args.out / "augmented.png", seed=args.seed)
+        print(f"wrote {path}")
+        if args.model is None:
+            return 0
 
     model = MLP.load(args.model, backend=args.backend)
     _, _, test_x, test_y = load_mnist(args.data_dir, download=not args.no_download)

@@ -1,0 +1,197 @@
+"""Augmentation: the Numba kernel gives the reference's bytes, and training uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastmlp import MLP
+from kernels import augment_numba, augment_reference
+from kernels.augment_reference import KINDS, augment_params, kind_code
+
+SIDE = 12
+
+
+def digits(n=40, seed=0):
+    """Blobby synthetic uint8 'digits' on a 12x12 canvas, with a label per quadrant."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, SIDE, SIDE), np.uint8)
+    labels = rng.integers(0, 4, n)
+    for image, label in zip(images, labels, strict=True):
+        top, left = 2 + 4 * (label // 2), 2 + 4 * (label % 2)
+        image[top : top + 4, left : left + 4] = rng.integers(150, 256, (4, 4))
+    return images.reshape(n, -1), labels
+
+
+def both(kind, seed, counter=0, rows=None, **overrides):
+    X, _ = digits()
+    rows = np.arange(len(X))[::-3] if rows is None else rows
+    params = augment_params(kind, **overrides)
+    ref = np.full((len(rows), SIDE * SIDE), 7, np.uint8)
+    fast = ref.copy()
+    augment_reference.augment_rows(ref, X, rows, SIDE, kind_code(kind), params, seed, counter)
+    augment_numba.augment_rows(fast, X, rows, SIDE, kind_code(kind), params, seed, counter)
+    return X, rows, ref, fast
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**64 - 1])
+def test_numba_gives_the_reference_bytes(kind, seed):
+    X, rows, ref, fast = both(kind, seed, counter=seed % 5)
+    np.testing.assert_array_equal(fast, ref)
+    assert (ref != X[rows]).any()  # it did distort something
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_repeatable_and_seed_dependent(kind):
+    _, _, first, _ = both(kind, 3)
+    _, _, again, _ = both(kind, 3)
+    _, _, other, _ = both(kind, 4)
+    _, _, next_epoch, _ = both(kind, 3, counter=1)
+    np.testing.assert_array_equal(first, again)
+    assert (first != other).any() and (first != next_epoch).any()
+
+
+def test_an_image_distorts_the_same_whatever_its_chunk_or_threads():
+    X, _ = digits()
+    params = augment_params("elastic")
+    whole = np.zeros((len(X), SIDE * SIDE), np.uint8)
+    augment_numba.augment_rows(whole, X, np.arange(len(X)), SIDE, 2, params, 9, 2)
+    part = np.zeros((5, SIDE * SIDE), np.uint8)
+    scratch = augment_numba.scratch_for(SIDE, blocks=3)  # the parallel path
+    augment_numba.augment_rows(part, X, np.arange(10, 15), SIDE, 2, params, 9, 2, scratch)
+    np.testing.assert_array_equal(part, whole[10:15])
+
+
+def test_shift_moves_a_digit_by_whole_pixels():
+    X, rows, ref, _ = both("shift", 5, max_shift=2)
+    moved = 0
+    for image, distorted in zip(
+        X[rows].reshape(-1, SIDE, SIDE), ref.reshape(-1, SIDE, SIDE), strict=True
+    ):
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(np.roll(image, (dy, dx), axis=(0, 1)), distorted)
+        ]
+        assert len(matches) == 1  # the blob stays inside the canvas, so rolling == shifting
+        moved += matches[0] != (0, 0)
+    assert moved > 0
+
+
+def test_elastic_with_alpha_zero_and_affine_with_no_range_are_the_identity():
+    X, rows, ref, fast = both("elastic", 1, alpha=0.0)
+    np.testing.assert_array_equal(ref, X[rows])
+    np.testing.assert_array_equal(fast, X[rows])
+    none = {"max_rotation": 0.0, "max_scale": 0.0, "max_shear": 0.0, "max_shift": 0.0}
+    X, rows, ref, fast = both("affine", 1, **none)
+    np.testing.assert_array_equal(fast, X[rows])
+
+
+def test_intensity_stays_in_range_and_ink_is_roughly_kept():
+    X = np.full((3, SIDE * SIDE), 255, np.uint8)
+    out = np.zeros_like(X)
+    for kind in KINDS:
+        augment_numba.augment_rows(
+            out, X, np.arange(3), SIDE, kind_code(kind), augment_params(kind), 0, 0
+        )
+        assert out.dtype == np.uint8 and out.max() == 255  # no wrap-around past 255
+    X, rows, ref, _ = both("affine", 2)
+    ink = X[rows].astype(float).sum(1)
+    assert np.all(np.abs(ref.astype(float).sum(1) / ink - 1) < 0.5)
+
+
+def test_bad_augment_names_say_what_is_wrong():
+    with pytest.raises(ValueError, match="unknown augment 'blur'"):
+        augment_params("blur")
+    with pytest.raises(ValueError, match="takes"):
+        augment_params("shift", alpha=3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_fit_with_augment_learns_and_repeats(backend):
+    X, y = digits(200, seed=1)
+
+    def run():
+        model = MLP([SIDE * SIDE, 16, 4], seed=2, backend=backend)
+        history = model.fit(X, y, epochs=4, lr=0.1, batch_size=16, progress=False, augment="affine")
+        return model, history
+
+    model, history = run()
+    again, _ = run()
+    np.testing.assert_array_equal(model.params, again.params)
+    assert history.options["augment"] == "affine"
+    assert history.epochs[-1]["accuracy"] > 0.8
+    plain = MLP([SIDE * SIDE, 16, 4], seed=2, backend=backend)
+    plain.fit(X, y, epochs=4, lr=0.1, batch_size=16, progress=False)
+    assert not np.array_equal(plain.params, model.params)  # the distortions were trained on
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        (np.zeros((20, 10), np.uint8), "distorts square uint8 images; got uint8 rows of 10"),
+        (np.zeros((20, 16), np.float32), "got float32 rows of 16"),
+    ],
+)
+def test_non_images_are_refused_in_one_line(X, message):
+    model = MLP([X.shape[1], 4, 2], seed=0)
+    with pytest.raises(ValueError, match=message) as caught:
+        model.fit(X, np.arange(20) % 2, epochs=1, progress=False, augment="shift")
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_augment_in_fit():
+    with pytest.raises(ValueError, match="unknown augment 'zoom'; choose one of shift"):
+        MLP([16, 4, 2]).fit(np.zeros((4, 16), np.uint8), [0, 1, 0, 1], augment="zoom")
+
+
+def test_picture_of_digits_and_their_distortions(tmp_path):
+    from PIL import Image
+
+    from fastmlp import pictures
+
+    X, _ = digits(5)
+    path = pictures.augmented_digits(X, tmp_path / "a.png", count=2, copies=2)
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width > height > 0  # 2 rows of 1 + 3 kinds x 2 copies = 7 tiles
+    with pytest.raises(ValueError, match="needs uint8 images, got float32"):
+        pictures.augmented_digits(X.astype(np.float32), tmp_path / "b.png")
+
+
+def _idx_data(folder, shape):
+    from fastmlp import write_idx
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 120), ("t10k", 40)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        write_idx(
+            folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, *shape), np.uint8)
+        )
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+
+
+def test_command_line_augment(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def train(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "fastmlp", "train", "--data-dir", tmp_path, "--epochs", "1",
+             "--backend", "numpy", "--quiet", "--save", tmp_path / "m.safetensors", "--force",
+             *extra],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    _idx_data(tmp_path, (8, 8))
+    done = train("--augment", "elastic", "--json", tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["options"]["augment"] == "elastic"
+    _idx_data(tmp_path, (8, 6))
+    refused = train("--augment", "shift")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "distorts square uint8 images; got uint8 rows of 48 features" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
