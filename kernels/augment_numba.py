@@ -13,6 +13,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
 from kernels.augment_reference import augment_params, kind_code
 
 __all__ = ["augment_params", "augment_rows", "kind_code", "scratch_for"]
