@@ -17,7 +17,7 @@ speed, written back at the end of a call:
   through backpropagation and their parameters stay zero under every optimizer.
 
 Geometry (``int64`` vectors indexed by layer ``l``, computed once in Python by
-:func:`kernels.numba_backend.Geometry`): ``sizes`` (L+1), ``stride`` = S, ``woff``/``boff``
+:func:`kernels.numba.Geometry`): ``sizes`` (L+1), ``stride`` = S, ``woff``/``boff``
 offsets of ``wt``/bias in the work vector, ``coff`` offset of ``w`` in the copies,
 ``aoff`` offset of the layer in a row of activations (``arow`` floats per row).
 
@@ -33,12 +33,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.numba_simd import (
+from kernels.numba.blas import HAVE_BLAS, sgemm
+from kernels.numba.codes import (
+    IDENTITY,
+    PATH_BLAS,
+    PATH_OWN,
+    RELU,
+    SIGMOID,
+    SILU,
+    TANH,
+)
+from kernels.numba.simd import (
     LANES,
     at,
     compress_nonzero,
     fma,
-    prefetch,
+    prefetch_flat,
     relu,
     vadd,
     vexp,
@@ -59,11 +69,21 @@ ONE = f32(1.0)
 TWO = f32(2.0)
 INV255 = f32(1.0 / 255.0)
 
-# Codes of the strings of kernels/layout.py, for compiled code.
-ACT_CODES = {"sigmoid": 0, "relu": 1, "tanh": 2, "silu": 3, "identity": 4, "softmax": 5}
-SIGMOID, RELU, TANH, SILU, IDENTITY, SOFTMAX = range(6)
-OPT_CODES = {"sgd": 0, "momentum": 1, "adam": 2}
-SGD, MOMENTUM, ADAM = range(3)
+# Lanes of output a first-layer pass computes for every row of the batch before moving on:
+# the weight columns it reads (fan_in x 1 KB) stay in L2 for all the rows.
+QBLOCK = 256
+# Smallest weight matrix (fan_in x fan_out) whose dense products go to BLAS sgemm. Measured
+# on 2 cores (AMD EPYC, AVX-512): see dense_path.
+BLAS_MIN_WEIGHTS = 128 * 128
+
+
+def dense_path(n_in: int, n_out: int, rows: int) -> int:
+    """Which kernel runs the dense products of a layer after the first: PATH_BLAS where the
+    weight matrix is large enough for sgemm's packing to pay, PATH_OWN below (and without
+    SciPy, which Numba's BLAS helper needs)."""
+    if HAVE_BLAS and n_in * n_out >= BLAS_MIN_WEIGHTS and rows >= 8:
+        return PATH_BLAS
+    return PATH_OWN
 
 
 # ---------------------------------------------------------------------------------------
@@ -105,9 +125,12 @@ def unpack(flat, work, sizes, stride, woff, boff):
 
 
 @njit(cache=True)
-def refresh_copies(wc, work, sizes, stride, woff, coff):
-    """wc: for layers l >= 1, w (fan_out, S_in) = wt.T of the work vector (pads stay 0)."""
+def refresh_copies(wc, work, sizes, stride, woff, coff, path):
+    """wc: for layers l >= 1 on PATH_OWN, w (fan_out, S_in) = wt.T of the work vector (pads
+    stay 0). BLAS reads wt transposed itself: its layers keep no copy."""
     for layer in range(1, sizes.shape[0] - 1):
+        if path[layer] != PATH_OWN:
+            continue
         n_in, n_out, s, s_in = sizes[layer], sizes[layer + 1], stride[layer], stride[layer - 1]
         w0, c0 = woff[layer], coff[layer]
         for o in range(n_out):
@@ -116,97 +139,134 @@ def refresh_copies(wc, work, sizes, stride, woff, coff):
 
 
 # ---------------------------------------------------------------------------------------
-# Input: the non-zero entries of the batch's rows.
+# Input: the non-zero entries of the rows, in compressed sparse rows (CSR).
 # ---------------------------------------------------------------------------------------
 
-AHEAD = 4  # rows of X prefetched ahead of the one being read (rows come in shuffled order)
+AHEAD = 4  # rows prefetched ahead of the one being read (rows come in shuffled order)
 
 
 @njit(cache=True)
-def gather_nonzero(idx, val, rp, X, order, r0, n, step, scale):
-    """idx/val[rp[b]:rp[b+1]] = columns times step (the offsets of their rows in the first
-    layer's wt) and values (x * scale) of the non-zero X[order[r0+b]].
+def count_nonzero(X, rows):
+    """Non-zero entries (NaN included) of each X[rows[j]]."""
+    counts = np.empty(rows.shape[0], np.int64)
+    for j in range(rows.shape[0]):
+        x = X[rows[j]]
+        c = 0
+        for i in range(x.shape[0]):
+            c += x[i] != 0
+        counts[j] = c
+    return counts
 
-    Sixteen columns at a time with a branch-free vector compress (idx and val need 16
-    entries of room past the last non-zero), the last fan_in % 16 one by one. The
-    rows AHEAD positions on in ``order`` are prefetched: a shuffled row is not in cache.
+
+@njit(cache=True)
+def sparse_rows(X, rows, scale):
+    """CSR of X[rows] (uint8 or float32, any number of columns): (cols uint32, vals float32
+    = x * scale, starts int64), row j's entries at starts[j]:starts[j+1].
+
+    Built once per fit (or per call for a plain array), so that an epoch reads about 150
+    entries of an MNIST row instead of its 784 columns, whatever the input's dtype. Sixteen
+    columns at a time with a branch-free vector compress (16 entries of room at the end),
+    the last fan_in % 16 one by one.
     """
     n_in = X.shape[1]
     full = n_in - n_in % LANES
-    line = 64 // X.itemsize
+    counts = count_nonzero(X, rows)
+    starts = np.empty(rows.shape[0] + 1, np.int64)
+    starts[0] = 0
+    for j in range(rows.shape[0]):
+        starts[j + 1] = starts[j] + counts[j]
+    total = starts[rows.shape[0]]
+    cols = np.empty(total + LANES, np.uint32)
+    vals = np.empty(total + LANES, np.float32)
     k = 0
-    for b in range(n):
-        p = r0 + b
-        if p + AHEAD < order.shape[0]:
-            ahead = order[p + AHEAD]
-            for col in range(0, n_in, line):
-                prefetch(X, ahead, col)
-        r = order[p]
-        rp[b] = k
+    for j in range(rows.shape[0]):
+        r = rows[j]
         for start in range(0, full, LANES):
-            k = compress_nonzero(idx, val, k, X, r, start, step, scale)
+            k = compress_nonzero(cols, vals, k, X, r, start, 1, scale)
         for i in range(full, n_in):
             x = X[r, i]
-            idx[k] = i * step
-            val[k] = f32(x) * scale
+            cols[k] = i
+            vals[k] = f32(x) * scale
             k += x != 0
-    rp[n] = k
+    return cols, vals, starts
 
 
 # ---------------------------------------------------------------------------------------
-# Dense layers. wt (fan_in, s) at w0 of the work vector, bias (s,) at b0.
+# Dense layers. wt (fan_in, s) at w0 of the work vector, bias (s,) at b0. The first layer
+# reads its input as CSR: batch row b is CSR row rowmap[r0 + b].
 # ---------------------------------------------------------------------------------------
 
 
 @njit(cache=True)
-def sparse_forward(out, o0, arow, n, idx, val, rp, wt, w0, bias, b0, s):
-    """First layer: out[b] = bias + sum_k val[k] * wt[idx[k]] over row b's non-zeros
-    (idx: offsets of the rows of wt, column * s)."""
-    for b in range(n):
-        k0, k1 = rp[b], rp[b + 1]
-        for q in range(0, s, LANES):
-            a0 = vload(bias, b0 + q)  # four accumulators: four independent add chains
-            a1 = vzero()
-            a2 = vzero()
-            a3 = vzero()
-            base = w0 + q
-            k = k0
-            while k + 4 <= k1:
-                a0 = fma(vsplat(at(val, k)), vload(wt, base + at(idx, k)), a0)
-                a1 = fma(vsplat(at(val, k + 1)), vload(wt, base + at(idx, k + 1)), a1)
-                a2 = fma(vsplat(at(val, k + 2)), vload(wt, base + at(idx, k + 2)), a2)
-                a3 = fma(vsplat(at(val, k + 3)), vload(wt, base + at(idx, k + 3)), a3)
-                k += 4
-            while k < k1:
-                a0 = fma(vsplat(at(val, k)), vload(wt, base + at(idx, k)), a0)
-                k += 1
-            vstore(out, b * arow + o0 + q, vadd(vadd(a0, a1), vadd(a2, a3)))
+def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s):
+    """First layer: out[b] = bias + sum_k vals[k] * wt[cols[k]] over row b's entries.
+
+    QBLOCK lanes of output at a time for every row, so a wide layer's weight columns are
+    read from L2, not memory, by all the rows of the batch; rows AHEAD on are prefetched.
+    """
+    for q0 in range(0, s, QBLOCK):
+        q1 = min(s, q0 + QBLOCK)
+        for b in range(n):
+            if q0 == 0 and r0 + b + AHEAD < rowmap.shape[0]:
+                ahead = starts[rowmap[r0 + b + AHEAD]]
+                prefetch_flat(cols, ahead)
+                prefetch_flat(vals, ahead)
+                prefetch_flat(vals, ahead + 16)
+            r = rowmap[r0 + b]
+            k0, k1 = starts[r], starts[r + 1]
+            for q in range(q0, q1, LANES):
+                a0 = vload(bias, b0 + q)  # four accumulators: four independent add chains
+                a1 = vzero()
+                a2 = vzero()
+                a3 = vzero()
+                base = w0 + q
+                k = k0
+                while k + 4 <= k1:
+                    a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
+                    a1 = fma(vsplat(at(vals, k + 1)), vload(wt, base + at(cols, k + 1) * s), a1)
+                    a2 = fma(vsplat(at(vals, k + 2)), vload(wt, base + at(cols, k + 2) * s), a2)
+                    a3 = fma(vsplat(at(vals, k + 3)), vload(wt, base + at(cols, k + 3) * s), a3)
+                    k += 4
+                while k < k1:
+                    a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
+                    k += 1
+                vstore(out, b * arow + o0 + q, vadd(vadd(a0, a1), vadd(a2, a3)))
 
 
 @njit(cache=True)
-def sparse_backward(gwt, w0, d, d0, arow, n, idx, val, rp, alpha, s):
-    """First layer: gwt[idx[k]] += val[k] * alpha * d[b] over every row's non-zeros (idx:
-    offsets of the rows of gwt).
+def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alpha, s):
+    """First layer: gwt[cols[k]] += vals[k] * alpha * d[b] over every row's entries, rows
+    in order (QBLOCK lanes at a time, as sparse_forward).
 
     With gwt the weights themselves and alpha = -lr this is plain SGD, applied in place.
     """
     scale = vsplat(alpha)
-    for b in range(n):
-        for q in range(0, s, LANES):
-            dq = vmul(scale, vload(d, b * arow + d0 + q))
-            base = w0 + q
-            for k in range(rp[b], rp[b + 1]):
-                row = base + at(idx, k)
-                vstore(gwt, row, fma(vsplat(at(val, k)), dq, vload(gwt, row)))
+    for q0 in range(0, s, QBLOCK):
+        q1 = min(s, q0 + QBLOCK)
+        for b in range(n):
+            r = rowmap[r0 + b]
+            for q in range(q0, q1, LANES):
+                dq = vmul(scale, vload(d, b * arow + d0 + q))
+                base = w0 + q
+                for k in range(starts[r], starts[r + 1]):
+                    row = base + at(cols, k) * s
+                    vstore(gwt, row, fma(vsplat(at(vals, k)), dq, vload(gwt, row)))
 
 
 @njit(cache=True)
-def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s):
+def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s, path):
     """out[b] = bias + sum_{i<n_in} inp[b, i] * wt[i] (rows of the flat buffers).
 
-    Four rows at a time: each 16-lane piece of wt is loaded once for four rows (a wide
-    layer's weights would otherwise stream through the cache once per row).
+    PATH_BLAS: the bias, then one sgemm (row-major out = inp @ wt, so column-major
+    out^T = wt^T inp^T). PATH_OWN: four rows at a time, each 16-lane piece of wt loaded once
+    for four rows.
     """
+    if path == PATH_BLAS:
+        for b in range(n):
+            for q in range(0, s, LANES):
+                vstore(out, b * arow + o0 + q, vload(bias, b0 + q))
+        sgemm(False, False, s, n, n_in, ONE, wt, w0, s, inp, i0, arow, ONE, out, o0, arow)
+        return
     b = 0
     while b + 4 <= n:
         r0, r1, r2, r3 = b * arow + i0, (b + 1) * arow + i0, (b + 2) * arow + i0, (b + 3) * arow + i0
@@ -239,15 +299,27 @@ def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s):
 
 
 @njit(cache=True)
-def dense_backward(dinp, gwt, w0, gbias, b0, d, o0, inp, i0, arow, n, n_in, wc, c0, n_out, s,
-                   s_in):  # fmt: skip
+def dense_backward(dinp, gwt, w0, gbias, b0, d, o0, inp, i0, arow, n, n_in, wt, wc, c0, n_out,
+                   s, s_in, path):  # fmt: skip
     """A layer after the first, over the n rows of the batch:
 
-    gbias += sum_b d[b]; gwt[i] += sum_b inp[b, i] * d[b] (i < n_in), summed over the
-    rows in registers, so the gradient is read and written once per batch;
-    dinp[b] = sum_{o<n_out} d[b, o] * wc[o] for every row (wc (n_out, s_in) at c0), four
-    rows at a time.
+    gbias += sum_b d[b]; gwt[i] += sum_b inp[b, i] * d[b] (i < n_in);
+    dinp[b] = sum_{o<n_out} d[b, o] * w[o] for every row, lanes n_in..s_in zero.
+
+    PATH_BLAS: two sgemm on wt (at w0) itself. PATH_OWN: the gradient summed over the rows
+    in registers, so it is read and written once per batch; dinp from the copy wc
+    (n_out, s_in) at c0, four rows at a time.
     """
+    if path == PATH_BLAS:
+        bias_backward(gbias, b0, d, o0, arow, n, s)
+        # row-major gwt (n_in, s) += inp^T d: column-major gwt^T += d^T inp
+        sgemm(False, True, s, n_in, n, ONE, d, o0, arow, inp, i0, arow, ONE, gwt, w0, s)
+        # row-major dinp (n, n_in) = d wt^T: column-major dinp^T = wt d^T
+        sgemm(True, False, n_in, n, s, ONE, wt, w0, s, d, o0, arow, ZERO, dinp, i0, arow)
+        for b in range(n):
+            for j in range(n_in, s_in):
+                dinp[b * arow + i0 + j] = ZERO
+        return
     for q in range(0, s, LANES):
         a0 = vzero()
         for b in range(n):
@@ -412,6 +484,13 @@ def softmax_xent(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, 
     Returns (sum over rows of logsumexp(logits) - logits[label], rows whose argmax is right).
     """
     softmax(probs, logits, o0, arow, n, m, s, lse)
+    return xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse)
+
+
+@njit(cache=True)
+def xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse):
+    """d = (probs - onehot(label)) * scale (pads 0) for probs = softmax(logits), lse[b] =
+    logsumexp(logits[b]) already computed. Returns (sum of the rows' cross-entropy, hits)."""
     loss = ZERO
     hits = 0
     sc = vsplat(scale)

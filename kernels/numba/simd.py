@@ -403,3 +403,28 @@ def at(typingctx, arr, i):
         return builder.load(builder.gep(ary.data, [index], inbounds=True))
 
     return arr.dtype(arr, i), codegen
+
+
+@intrinsic
+def prefetch_flat(typingctx, arr, i):
+    """Hint the CPU to start loading the cache line of arr[i] (1-D, C order) for reading."""
+    if not (
+        isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+        and isinstance(i, types.Integer)
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.gep(ary.data, [i], inbounds=True)
+        i8p = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
+            "llvm.prefetch.p0",
+        )  # fmt: skip
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
+                          ir.Constant(_I32, 1)])  # fmt: skip
+        return context.get_dummy_value()
+
+    return types.none(arr, i), codegen

@@ -1,23 +1,21 @@
-"""The numba backend: ``@njit(cache=True)`` float32 kernels, a chunk of an epoch per call.
+"""The network functions of the numba backend (INTERFACE.md section 2): checks, work layout,
+and one compiled call per chunk of an epoch (:mod:`kernels.numba.train`).
 
-Layer kernels (INTERFACE.md section 1) are in :mod:`kernels.numba_layers`; the network
-functions below validate their arguments and hand the work to compiled code in
-:mod:`kernels.numba_train`, built from the batch-level layer kernels of
-:mod:`kernels.numba_net` and the 16-lane vector of :mod:`kernels.numba_simd`.
-
-How ``train_steps`` is fast (784-16-16-10 on MNIST, batch 32, one core: ~20 ms an
-epoch against ~120 ms for the NumPy backend): every batch of the call runs inside one
-compiled loop; weights are kept transposed and padded to 16 lanes, so a layer is one
-vector multiply-add per input, accumulated in registers; the first layer visits only
-the non-zero pixels (a fifth), gathered with a branch-free vector compress and
-prefetched ahead of the shuffled order; plain SGD updates the first layer's weights in
-place instead of through a gradient buffer. Batches of PARALLEL_MIN_BATCH rows or more
-are split between threads. ``forward`` splits its rows between Python threads running
-compiled code without the GIL (FORWARD_MIN_ROWS rows or more each).
+How ``train_steps`` is fast: every batch of the call runs inside one compiled loop;
+weights are kept transposed and padded to 16 lanes, so a narrow layer is one vector
+multiply-add per input, accumulated in registers, and a wide one (BLAS_MIN_WEIGHTS
+weights or more) is three sgemm calls; the first layer reads its input as compressed
+sparse rows (about 150 entries of an MNIST row instead of 784 columns), built once per
+fit by :func:`prepare_inputs` whatever the input dtype, and prefetched ahead of the
+shuffled order; plain SGD updates the first layer's weights in place instead of through
+a gradient buffer. Narrow networks split batches of PARALLEL_MIN_BATCH rows or more
+between threads; wide ones give their threads to BLAS. ``forward`` splits its rows
+between Python threads running compiled code without the GIL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -27,48 +25,16 @@ import numba
 import numpy as np
 
 from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
-from kernels.numba_layers import (
-    activation_backward,
-    activation_forward,
-    adam_update,
-    cross_entropy_forward,
-    dense_backward,
-    dense_forward,
-    momentum_update,
-    mse_backward,
-    mse_forward,
-    sgd_update,
-    softmax_cross_entropy_backward,
-    softmax_forward,
-)
-from kernels.numba_net import ACT_CODES, INV255, OPT_CODES, pack, refresh_copies, unpack
-from kernels.numba_simd import LANES
-from kernels.numba_train import (
+from kernels.numba import net as kn
+from kernels.numba.codes import ACT_CODES, GEO_ROWS, OPT_CODES, PATH, PATH_BLAS, PATH_OWN
+from kernels.numba.simd import LANES
+from kernels.numba.train import (
     forward_rows,
     loss_and_grads_rows,
     sum_rows,
     train_loop,
     train_loop_threads,
 )
-
-__all__ = [
-    "activation_backward",
-    "activation_forward",
-    "adam_update",
-    "cross_entropy_forward",
-    "dense_backward",
-    "dense_forward",
-    "forward",
-    "init_params",
-    "loss_and_grads",
-    "momentum_update",
-    "mse_backward",
-    "mse_forward",
-    "sgd_update",
-    "softmax_cross_entropy_backward",
-    "softmax_forward",
-    "train_steps",
-]
 
 # Smallest batch train_steps splits between threads. Measured on 2 cores (784-16-16-10,
 # MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
@@ -86,12 +52,15 @@ def init_params(params, net, init, seed):
 
 
 class Geometry:
-    """Where everything of a network lives in the work layout (see kernels/numba_net.py)."""
+    """Where everything of a network lives in the work layout (see kernels/numba/net.py),
+    and which kernel runs each layer's dense products for batches of ``rows`` rows."""
 
-    def __init__(self, net: Net) -> None:
+    def __init__(self, net: Net, rows: int) -> None:
         sizes = net.sizes
         n_layers = len(sizes) - 1
         stride = [-(-n // LANES) * LANES for n in sizes[1:]]
+        path = [PATH_OWN] + [kn.dense_path(sizes[i], sizes[i + 1], rows)
+                             for i in range(1, n_layers)]  # fmt: skip
         woff, boff, coff, aoff = [], [], [], []
         pw = pc = arow = 0
         for layer in range(n_layers):
@@ -100,36 +69,37 @@ class Geometry:
             boff.append(pw)
             pw += stride[layer]
             coff.append(pc)
-            if layer > 0:
+            if layer > 0 and path[layer] == PATH_OWN:
                 pc += sizes[layer + 1] * stride[layer - 1]
             aoff.append(arow)
             arow += stride[layer]
-        geo = np.zeros((6, n_layers + 1), np.int64)
+        geo = np.zeros((GEO_ROWS, n_layers + 1), np.int64)
         geo[0] = sizes
-        for row, values in enumerate((stride, woff, boff, coff, aoff), start=1):
+        for row, values in enumerate((stride, woff, boff, coff, aoff, path), start=1):
             geo[row, :n_layers] = values
         self.geo = geo
         self.pw = pw  # floats in the work vector
         self.pc = max(pc, 1)  # floats in the weight copies
         self.arow = arow  # floats of activations per row
         self.codes = (ACT_CODES[net.activation], ACT_CODES[net.output], LOSSES.index(net.loss))
+        self.uses_blas = PATH_BLAS in path
 
     def pack(self, flat):
         """The work vector of a flat parameter-like vector."""
         work = np.empty(self.pw, np.float32)
         g = self.geo
-        pack(work, flat, g[0], g[1], g[2], g[3])
+        kn.pack(work, flat, g[0], g[1], g[2], g[3])
         return work
 
     def unpack(self, flat, work):
         g = self.geo
-        unpack(flat, work, g[0], g[1], g[2], g[3])
+        kn.unpack(flat, work, g[0], g[1], g[2], g[3])
 
     def copies(self, work):
-        """The weight copies (fan_out, S_in) of layers after the first."""
+        """The weight copies (fan_out, S_in) of layers after the first on PATH_OWN."""
         wc = np.zeros(self.pc, np.float32)
         g = self.geo
-        refresh_copies(wc, work, g[0], g[1], g[2], g[4])
+        kn.refresh_copies(wc, work, g[0], g[1], g[2], g[4], g[PATH])
         return wc
 
     def code_vector(self, optimizer: str = "sgd"):
@@ -137,8 +107,28 @@ class Geometry:
 
 
 @functools.lru_cache(maxsize=64)
-def geometry(net: Net) -> Geometry:
-    return Geometry(net)
+def geometry(net: Net, rows: int) -> Geometry:
+    return Geometry(net, rows)
+
+
+@functools.cache
+def _blas_threads():
+    """threadpoolctl's handle on the BLAS libraries, SciPy's loaded first (None without
+    threadpoolctl: BLAS then uses its own default, all cores)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (the library numba_xxgemm calls)
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def _blas_limit(threads):
+    controller = _blas_threads()
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=threads, user_api="blas")
 
 
 def _check_params(params, net):
@@ -148,15 +138,60 @@ def _check_params(params, net):
         raise ValueError(f"params must be C-contiguous of shape ({net.n_params},)")
 
 
-def _inputs(X, net):
-    """(X checked, the float32 scale of an input: 1/255 for uint8 pixels, else 1)."""
+class SparseInputs:
+    """The rows of an input array as compressed sparse rows, built once (:func:`prepare_inputs`)
+    and read by every epoch: ``cols`` (uint32), ``vals`` (float32, x/255 for uint8 pixels),
+    ``starts`` (int64, row r's entries at ``starts[r]:starts[r+1]``). ``len()`` and ``shape``
+    are those of the array it was built from. The copy does not follow later changes of
+    that array."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        X = _dense(X)
+        rows = np.arange(len(X), dtype=np.int64)
+        self.cols, self.vals, self.starts = kn.sparse_rows(X, rows, _scale(X))
+        self.shape = X.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def prepare_inputs(X) -> SparseInputs:
+    """X (N, fan_in) uint8 or float32, C-contiguous, as :class:`SparseInputs`, for passing to
+    :func:`train_steps`, :func:`forward` and :func:`loss_and_grads` in its place."""
+    return X if isinstance(X, SparseInputs) else SparseInputs(X)
+
+
+def _dense(X):
     if not isinstance(X, np.ndarray) or X.dtype not in (np.uint8, np.float32):
         raise TypeError("X must be a uint8 or float32 numpy array")
-    if X.ndim != 2 or X.shape[1] != net.sizes[0]:
-        raise ValueError(f"X must have shape (N, {net.sizes[0]}), got {X.shape}")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}")
     if not X.flags.c_contiguous:
         raise ValueError("X must be C-contiguous")
-    return X, INV255 if X.dtype == np.uint8 else np.float32(1.0)
+    return X
+
+
+def _scale(X):
+    return kn.INV255 if X.dtype == np.uint8 else np.float32(1.0)
+
+
+def _inputs(X, net, rows=None):
+    """(n_rows of X, a function giving the CSR inputs of the rows ``rows`` of X in order:
+    (cols, vals, starts, rowmap), batch position p being CSR row rowmap[p])."""
+    if not isinstance(X, SparseInputs):
+        X = _dense(X)
+    if X.shape[1] != net.sizes[0]:
+        raise ValueError(f"X must have shape (N, {net.sizes[0]}), got {X.shape}")
+
+    def csr(rows):
+        if isinstance(X, SparseInputs):
+            return X.cols, X.vals, X.starts, rows
+        # a plain array: the CSR of just these rows, in their order (one pass, as an epoch
+        # over the array would make anyway)
+        cols, vals, starts = kn.sparse_rows(X, rows, _scale(X))
+        return cols, vals, starts, np.arange(len(rows), dtype=np.int64)
+
+    return len(X), csr
 
 
 def _targets(targets, net, n_rows):
@@ -177,15 +212,19 @@ def _targets(targets, net, n_rows):
 
 
 def forward(params, net: Net, X):
-    """The outputs (N, sizes[-1]) float32 of the network for the rows of X."""
+    """The outputs (N, sizes[-1]) float32 of the network for the rows of X (an array or
+    :class:`SparseInputs`)."""
     _check_params(params, net)
-    X, scale = _inputs(X, net)
-    g = geometry(net)
-    n = len(X)
+    n, csr = _inputs(X, net)
+    g = geometry(net, BLOCK)
     out = np.empty((n, net.sizes[-1]), np.float32)
     if n == 0:
         return out
-    args = (out, g.pack(params), X, scale, g.geo, g.code_vector())
+    args = (out, g.pack(params), csr(np.arange(n, dtype=np.int64)), g.geo, g.code_vector())
+    if g.uses_blas:  # BLAS brings its own threads: one slice
+        with _blas_limit(numba.get_num_threads()):
+            forward_rows(*args, 0, n, BLOCK)
+        return out
     # One slice of the rows per thread, this one taking the first: forward_rows runs without
     # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more).
     # A row's output does not depend on the slicing.
@@ -212,20 +251,20 @@ def _forward_pool(pid):
 def loss_and_grads(params, net: Net, X, targets):
     """(mean loss over the N rows, its gradient (P,) float32 laid out like params)."""
     _check_params(params, net)
-    X, scale = _inputs(X, net)
-    labels, target = _targets(targets, net, len(X))
-    n = len(X)
+    n, csr = _inputs(X, net)
+    labels, target = _targets(targets, net, n)
     if n == 0:
         raise ValueError("loss_and_grads needs at least one row")
-    g = geometry(net)
+    g = geometry(net, BLOCK)
     work = g.pack(params)
     chunk = max(1024, -(-n // 64))  # at most 64 partial gradients; depends on n only
     n_chunks = -(-n // chunk)
     partial = np.empty((n_chunks, g.pw), np.float32)
     losses = np.empty(n_chunks, np.float32)
     order = np.arange(n, dtype=np.int64)
-    loss_and_grads_rows(partial, losses, work, g.copies(work), X, scale, labels, target,
-                        order, g.geo, g.code_vector(), chunk, BLOCK)  # fmt: skip
+    with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
+        loss_and_grads_rows(partial, losses, work, g.copies(work), csr(order), labels, target,
+                            order, g.geo, g.code_vector(), chunk, BLOCK)  # fmt: skip
     grad_work = np.empty(g.pw, np.float32)
     sum_rows(grad_work, partial)
     grads = np.empty(net.n_params, np.float32)
@@ -244,14 +283,16 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
                 optimizer: Optimizer, step0, threads=1):  # fmt: skip
     """ceil(len(order) / batch_size) optimizer steps, batch j being X[order[j*bs:(j+1)*bs]].
 
-    Returns (losses (n_batches,) float32, correct (n_batches,) int64); params and opt_state
-    are updated in place. Batches of at least PARALLEL_MIN_BATCH rows are split between
-    ``threads`` threads (capped by NUMBA_NUM_THREADS); the result is the same run after
-    run for a given thread count.
+    X is an array or :class:`SparseInputs` (the fast way to pass the same rows call after
+    call). Returns (losses (n_batches,) float32, correct (n_batches,) int64); params and
+    opt_state are updated in place. Up to ``threads`` threads (capped by NUMBA_NUM_THREADS)
+    share the work: BLAS's for networks with a wide layer, else batches of at least
+    PARALLEL_MIN_BATCH rows are split between them. The result is the same run after run
+    for a given thread count.
     """
     _check_params(params, net)
-    X, scale = _inputs(X, net)
-    labels, target = _targets(targets, net, len(X))
+    n_x, csr = _inputs(X, net)
+    labels, target = _targets(targets, net, n_x)
     if optimizer.name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer.name!r}")
     batch_size = int(batch_size)
@@ -260,8 +301,8 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     order = np.ascontiguousarray(order, np.int64)
     if order.ndim != 1:
         raise ValueError("order must be a vector of row indices")
-    if len(order) and (order.min() < 0 or order.max() >= len(X)):
-        raise ValueError(f"order must index rows of X (0 .. {len(X) - 1})")
+    if len(order) and (order.min() < 0 or order.max() >= n_x):
+        raise ValueError(f"order must index rows of X (0 .. {n_x - 1})")
     n_batches = math.ceil(len(order) / batch_size)
     lrs = np.ascontiguousarray(lrs, np.float32)
     if lrs.shape != (n_batches,):
@@ -272,7 +313,7 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     if n_batches == 0:
         return losses, correct
 
-    g = geometry(net)
+    g = geometry(net, min(batch_size, len(order)))
     work = g.pack(params)
     wc = g.copies(work)
     names = {"sgd": (), "momentum": ("velocity",), "adam": ("m", "v")}[optimizer.name]
@@ -286,9 +327,12 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     hyper = np.array([optimizer.momentum, optimizer.beta1, optimizer.beta2, optimizer.eps,
                       optimizer.weight_decay], np.float64)  # fmt: skip
     codes = g.code_vector(optimizer.name)
-    args = (work, wc, velocity, m, v, X, scale, labels, target, order, batch_size, lrs,
+    args = (work, wc, velocity, m, v, csr(order), labels, target, order, batch_size, lrs,
             int(step0), g.geo, codes, hyper, losses, correct)  # fmt: skip
-    if threads > 1 and min(batch_size, len(order)) >= PARALLEL_MIN_BATCH:
+    if g.uses_blas:
+        with _blas_limit(threads):
+            train_loop(*args)
+    elif threads > 1 and min(batch_size, len(order)) >= PARALLEL_MIN_BATCH:
         numba.set_num_threads(threads)
         train_loop_threads(*args, threads)
     else:

@@ -3,7 +3,7 @@
 ``train_loop`` runs every mini-batch of a ``train_steps`` call inside one compiled call:
 no Python between batches. Per batch: gather the rows' non-zero inputs, forward through
 every layer, loss and output gradient, backward into the gradient, one optimizer step
-on the work vector, refresh of the small weight copies (see :mod:`kernels.numba_net`).
+on the work vector, refresh of the small weight copies (see :mod:`kernels.numba.net`).
 
 For plain SGD without weight decay (the classic MNIST run) the first layer's weights
 get no gradient buffer: once every row of the batch has gone forward, each row adds
@@ -23,12 +23,12 @@ linked, then optimised (O3) and emitted again: a chain train_loop -> rows_grad -
 net_forward -> dense_forward paid for dense_forward at every level. So the thin glue
 (``rows_grad``, ``net_forward``, ``net_head``, ``net_backward``) is ``inline="always"``:
 typed straight into its caller, no module of its own (~2.8 s less). The layer kernels of
-:mod:`kernels.numba_net` stay separate functions, compiled once each: inlining them too
+:mod:`kernels.numba.net` stay separate functions, compiled once each: inlining them too
 made train_loop slower to compile (7.6 s: one huge function for LLVM). The epoch runs
 as fast either way. A literal argument (a ``0`` written in a call) compiles a kernel
 once more for its own type: pass an int64.
 
-Geometry ``geo`` (int64, 6 x (L+1), rows SIZES .. AOFF): see :mod:`kernels.numba_net`.
+Geometry ``geo`` (int64, 6 x (L+1), rows SIZES .. AOFF): see :mod:`kernels.numba.net`.
 ``codes`` (int64): activation, output, loss (0 cross-entropy, 1 mse), optimizer, arow.
 ``hyper`` (float64, as given): momentum, beta1, beta2, eps, weight_decay.
 """
@@ -39,11 +39,31 @@ import numpy as np
 from numba import njit, prange
 from numba.core.cpu import ParallelOptions
 
-from kernels.numba_net import (
+from kernels.numba.codes import (
+    ACT,
+    AOFF,
+    AROW,
+    BETA1,
+    BETA2,
+    BOFF,
+    COFF,
+    CROSS_ENTROPY,
+    EPS,
+    LOSS,
     MOMENTUM,
-    ONE,
+    MU,
+    OPT,
+    OUT_ACT,
+    PATH,
     SGD,
+    SIZES,
     SOFTMAX,
+    STRIDE,
+    WEIGHT_DECAY,
+    WOFF,
+)
+from kernels.numba.net import (
+    ONE,
     TWO,
     ZERO,
     activation_backward,
@@ -51,7 +71,6 @@ from kernels.numba_net import (
     bias_backward,
     dense_backward,
     dense_forward,
-    gather_nonzero,
     mse,
     refresh_copies,
     softmax,
@@ -59,11 +78,9 @@ from kernels.numba_net import (
     sparse_backward,
     sparse_forward,
 )
-from kernels.numba_simd import LANES
+from kernels.numba.simd import LANES
 
 f32 = np.float32
-CROSS_ENTROPY, MSE = 0, 1
-SIZES, STRIDE, WOFF, BOFF, COFF, AOFF = range(6)  # rows of geo
 # parallel=True would also turn every np.zeros of a function into a parallel loop, each one
 # a gufunc to compile (~1.2 s of train_loop_threads' first compile): only prange is wanted.
 PRANGE_ONLY = ParallelOptions(
@@ -73,21 +90,24 @@ PRANGE_ONLY = ParallelOptions(
 
 
 @njit(cache=True, inline="always")
-def net_forward(pre, post, n, idx, val, rp, work, geo, codes):
-    """pre/post = pre-activations and activations of every layer for n gathered rows.
+def net_forward(pre, post, n, inputs, r0, work, geo, codes):
+    """pre/post = pre-activations and activations of every layer for n rows (batch row b
+    is CSR row rowmap[r0 + b] of inputs = (cols, vals, starts, rowmap)).
 
     The last layer's post is left alone for a softmax output (the head computes it).
     """
-    act, out_act, arow = codes[0], codes[1], codes[4]
+    cols, vals, starts, rowmap = inputs
+    act, out_act, arow = codes[ACT], codes[OUT_ACT], codes[AROW]
     n_layers = geo.shape[1] - 1
     for layer in range(n_layers):
         o0, s, m = geo[AOFF, layer], geo[STRIDE, layer], geo[SIZES, layer + 1]
         w0, b0 = geo[WOFF, layer], geo[BOFF, layer]
         if layer == 0:
-            sparse_forward(pre, o0, arow, n, idx, val, rp, work, w0, work, b0, s)
+            sparse_forward(pre, o0, arow, n, cols, vals, starts, rowmap, r0, work, w0, work, b0,
+                           s)  # fmt: skip
         else:
             dense_forward(pre, o0, post, geo[AOFF, layer - 1], arow, n, geo[SIZES, layer], work,
-                          w0, work, b0, s)  # fmt: skip
+                          w0, work, b0, s, geo[PATH, layer])  # fmt: skip
         if layer < n_layers - 1:
             activation_forward(post, pre, o0, arow, n, m, s, act)
         elif out_act != SOFTMAX:
@@ -100,33 +120,35 @@ def net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, scale, 
 
     Returns (sum of the rows' losses, rows classified right).
     """
-    arow = codes[4]
+    arow = codes[AROW]
     last = geo.shape[1] - 2
     o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
-    if codes[2] == CROSS_ENTROPY:
+    if codes[LOSS] == CROSS_ENTROPY:
         return softmax_xent(delta, post, pre, o0, arow, n, m, s, labels, order, r0, scale, lse)
-    return mse(delta, post, pre, o0, arow, n, m, s, target, order, r0, scale, codes[1])
+    return mse(delta, post, pre, o0, arow, n, m, s, target, order, r0, scale, codes[OUT_ACT])
 
 
 @njit(cache=True, inline="always")
-def net_backward(grad, w_first, alpha, pre, post, delta, n, idx, val, rp, wc, geo, codes):
+def net_backward(grad, w_first, alpha, pre, post, delta, n, inputs, r0, work, wc, geo, codes):
     """Backpropagate the output gradient (in delta) of n rows, adding into grad.
 
     The first layer's weight gradient goes into w_first scaled by alpha: grad and 1, or the
     weights themselves and -lr (in-place SGD).
     """
-    act, arow = codes[0], codes[4]
+    cols, vals, starts, rowmap = inputs
+    act, arow = codes[ACT], codes[AROW]
     n_layers = geo.shape[1] - 1
     for layer in range(n_layers - 1, 0, -1):
         o0, i0 = geo[AOFF, layer], geo[AOFF, layer - 1]
         m, s_in = geo[SIZES, layer], geo[STRIDE, layer - 1]
         dense_backward(delta, grad, geo[WOFF, layer], grad, geo[BOFF, layer], delta, o0, post,
-                       i0, arow, n, m, wc, geo[COFF, layer], geo[SIZES, layer + 1],
-                       geo[STRIDE, layer], s_in)  # fmt: skip
+                       i0, arow, n, m, work, wc, geo[COFF, layer], geo[SIZES, layer + 1],
+                       geo[STRIDE, layer], s_in, geo[PATH, layer])  # fmt: skip
         activation_backward(delta, pre, post, i0, arow, n, m, s_in, act)
     o0, s = geo[AOFF, 0], geo[STRIDE, 0]
     bias_backward(grad, geo[BOFF, 0], delta, o0, arow, n, s)
-    sparse_backward(w_first, geo[WOFF, 0], delta, o0, arow, n, idx, val, rp, alpha, s)
+    sparse_backward(w_first, geo[WOFF, 0], delta, o0, arow, n, cols, vals, starts, rowmap, r0,
+                    alpha, s)  # fmt: skip
 
 
 # error_model="numpy": a float division by zero gives inf as in NumPy (the trainer
@@ -142,7 +164,7 @@ def update(work, grad, lo, hi, velocity, m, v, opt, lr, hyper, step):
     drops Numba's negative-index wraparound, which keeps ``range(lo, hi)`` from being
     vectorised (14 ms more per epoch at batch 32 when every parameter is updated).
     """
-    mu, wd = f32(hyper[0]), f32(hyper[4])
+    mu, wd = f32(hyper[MU]), f32(hyper[WEIGHT_DECAY])
     w, gr = work[lo:hi], grad[lo:hi]
     if opt == SGD:
         for p in range(w.shape[0]):
@@ -157,11 +179,11 @@ def update(work, grad, lo, hi, velocity, m, v, opt, lr, hyper, step):
             w[p] -= lr * vel[p]
             gr[p] = ZERO
     else:
-        beta1, beta2, eps = f32(hyper[1]), f32(hyper[2]), f32(hyper[3])
+        beta1, beta2, eps = f32(hyper[BETA1]), f32(hyper[BETA2]), f32(hyper[EPS])
         # 1 - beta in float64 first: 1 - float32(0.999) is 1.3e-5 away from 0.001
-        rest1, rest2 = f32(1.0 - hyper[1]), f32(1.0 - hyper[2])
-        c1 = f32(1.0 - hyper[1] ** step)
-        c2 = f32(1.0 - hyper[2] ** step)
+        rest1, rest2 = f32(1.0 - hyper[BETA1]), f32(1.0 - hyper[BETA2])
+        c1 = f32(1.0 - hyper[BETA1] ** step)
+        c2 = f32(1.0 - hyper[BETA2] ** step)
         m1, v1 = m[lo:hi], v[lo:hi]
         for p in range(w.shape[0]):
             g = gr[p] + wd * w[p]
@@ -174,53 +196,53 @@ def update(work, grad, lo, hi, velocity, m, v, opt, lr, hyper, step):
 @njit(cache=True)
 def scales(codes, rows, n_classes):
     """(factor of the output gradient, factor turning summed row losses into the mean)."""
-    if codes[2] == CROSS_ENTROPY:
+    if codes[LOSS] == CROSS_ENTROPY:
         return ONE / f32(rows), ONE / f32(rows)
     return TWO / (f32(rows) * f32(n_classes)), ONE / (f32(rows) * f32(n_classes))
 
 
 @njit(cache=True, inline="always")
-def rows_grad(grad, w_first, alpha, idx, val, rp, pre, post, delta, lse, X, scale, labels,
-              target, order, r0, n, work, wc, geo, codes, dscale):  # fmt: skip
-    """Gather, forward, loss and backward of rows order[r0:r0+n] (scratch sized for n rows).
-
-    Returns (sum of the rows' losses, rows classified right).
-    """
-    gather_nonzero(idx, val, rp, X, order, r0, n, geo[STRIDE, 0], scale)
-    net_forward(pre, post, n, idx, val, rp, work, geo, codes)
+def rows_grad(grad, w_first, alpha, scratch, inputs, labels, target, order, r0, n, work, wc,
+              geo, codes, dscale):  # fmt: skip
+    """Forward, loss and backward of rows order[r0:r0+n] (scratch = (pre, post, delta, lse)
+    sized for n rows). Returns (sum of the rows' losses, rows classified right)."""
+    pre, post, delta, lse = scratch
+    net_forward(pre, post, n, inputs, r0, work, geo, codes)
     loss, hits = net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, dscale,
                           lse)  # fmt: skip
-    net_backward(grad, w_first, alpha, pre, post, delta, n, idx, val, rp, wc, geo, codes)
+    net_backward(grad, w_first, alpha, pre, post, delta, n, inputs, r0, work, wc, geo, codes)
     return loss, hits
 
 
 @njit(cache=True, inline="always")
-def row_scratch(rows, n_inputs, arow):
-    """Scratch for a block of `rows` rows: their gathered non-zero inputs (idx, val, row
-    starts rp), pre- and post-activations and deltas of every layer, and each row's
-    log-sum-exp. Allocated once per call, reused for every block."""
-    idx = np.empty(rows * n_inputs + LANES, np.uint32)
-    val = np.empty(rows * n_inputs + LANES, np.float32)
-    rp = np.empty(rows + 1, np.int64)
-    pre = np.zeros(rows * arow, np.float32)
-    post = np.zeros(rows * arow, np.float32)
-    delta = np.zeros(rows * arow, np.float32)
+def row_scratch(rows, arow):
+    """Scratch for a block of `rows` rows: pre- and post-activations and deltas of every
+    layer, each row's log-sum-exp. Allocated once per call, reused for every block."""
+    pre = np.zeros(rows * arow + LANES, np.float32)
+    post = np.zeros(rows * arow + LANES, np.float32)
+    delta = np.zeros(rows * arow + LANES, np.float32)
     lse = np.zeros(rows, np.float32)
-    return idx, val, rp, pre, post, delta, lse
+    return pre, post, delta, lse
+
+
+@njit(cache=True, inline="always")
+def refresh(wc, work, geo):
+    refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF], geo[PATH])
 
 
 @njit(cache=True)
-def train_loop(work, wc, velocity, m, v, X, scale, labels, target, order, batch_size, lrs,
+def train_loop(work, wc, velocity, m, v, inputs, labels, target, order, batch_size, lrs,
                step0, geo, codes, hyper, losses, correct):  # fmt: skip
-    """Every batch of order, one optimizer step each (see module doc); one thread."""
+    """Every batch of order, one optimizer step each (see module doc); one thread (BLAS,
+    where a layer uses it, may use its own threads)."""
     n_classes = geo[SIZES, geo.shape[1] - 1]
-    opt, arow = codes[3], codes[4]
+    opt = codes[OPT]
     n_rows = order.shape[0]
     rows = min(batch_size, n_rows)
     pw = work.shape[0]
     grad = np.zeros(pw, np.float32)
-    idx, val, rp, pre, post, delta, lse = row_scratch(rows, X.shape[1], arow)
-    in_place = opt == SGD and f32(hyper[4]) == ZERO
+    scratch = row_scratch(rows, codes[AROW])
+    in_place = opt == SGD and f32(hyper[WEIGHT_DECAY]) == ZERO
     # The first layer's weights are work[0:geo[BOFF, 0]]; in place, its weight gradient goes
     # straight into them times -lr and update() skips them. Chosen here so that rows_grad
     # (inlined) has one call site, not two copies, and `lo` is an int64 either way (a
@@ -233,31 +255,28 @@ def train_loop(work, wc, velocity, m, v, X, scale, labels, target, order, batch_
         lr = lrs[j]
         alpha = -lr if in_place else ONE
         dscale, lscale = scales(codes, n, n_classes)
-        loss, hits = rows_grad(grad, w_first, alpha, idx, val, rp, pre, post, delta, lse, X, scale,
-                               labels, target, order, r0, n, work, wc, geo, codes, dscale)  # fmt: skip
+        loss, hits = rows_grad(grad, w_first, alpha, scratch, inputs, labels, target, order, r0,
+                               n, work, wc, geo, codes, dscale)  # fmt: skip
         update(work, grad, lo, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
-        refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF])
+        refresh(wc, work, geo)
         losses[j] = loss * lscale
         correct[j] = hits
 
 
 @njit(cache=True, parallel=PRANGE_ONLY)
-def train_loop_threads(work, wc, velocity, m, v, X, scale, labels, target, order,
-                       batch_size, lrs, step0, geo, codes, hyper, losses, correct,
-                       shards):  # fmt: skip
-    """train_loop with each batch split into `shards` slices of rows run in parallel."""
+def train_loop_threads(work, wc, velocity, m, v, inputs, labels, target, order, batch_size,
+                       lrs, step0, geo, codes, hyper, losses, correct, shards):  # fmt: skip
+    """train_loop with each batch split into `shards` slices of rows run in parallel, each
+    into its own gradient, added in shard order (the same sums run after run)."""
     n_classes = geo[SIZES, geo.shape[1] - 1]
-    opt, arow = codes[3], codes[4]
+    opt, arow = codes[OPT], codes[AROW]
     n_rows = order.shape[0]
     rows = -(-min(batch_size, n_rows) // shards)  # rows of the largest shard
     pw = work.shape[0]
     grads = np.zeros((shards, pw), np.float32)
-    idx = np.empty((shards, rows * X.shape[1] + LANES), np.uint32)
-    val = np.empty((shards, rows * X.shape[1] + LANES), np.float32)
-    rp = np.empty((shards, rows + 1), np.int64)
-    pre = np.zeros((shards, rows * arow), np.float32)
-    post = np.zeros((shards, rows * arow), np.float32)
-    delta = np.zeros((shards, rows * arow), np.float32)
+    pre = np.zeros((shards, rows * arow + LANES), np.float32)
+    post = np.zeros((shards, rows * arow + LANES), np.float32)
+    delta = np.zeros((shards, rows * arow + LANES), np.float32)
     lse = np.zeros((shards, rows), np.float32)
     shard_loss = np.zeros(shards, np.float32)
     shard_hits = np.zeros(shards, np.int64)
@@ -271,8 +290,8 @@ def train_loop_threads(work, wc, velocity, m, v, X, scale, labels, target, order
             b = r0 + n * (s + 1) // shards
             g = grads[s]
             shard_loss[s], shard_hits[s] = rows_grad(
-                g, g, ONE, idx[s], val[s], rp[s], pre[s], post[s], delta[s], lse[s], X, scale,
-                labels, target, order, a, b - a, work, wc, geo, codes, dscale,
+                g, g, ONE, (pre[s], post[s], delta[s], lse[s]), inputs, labels, target, order,
+                a, b - a, work, wc, geo, codes, dscale,
             )
         loss = ZERO
         hits = 0
@@ -285,14 +304,15 @@ def train_loop_threads(work, wc, velocity, m, v, X, scale, labels, target, order
                 part[p] = ZERO
         # np.int64(0): a literal 0 would compile update once more (train_loop passes an int64)
         update(work, grad, np.int64(0), pw, velocity, m, v, opt, lrs[j], hyper, step0 + j + 1)
-        refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF])
+        refresh(wc, work, geo)
         losses[j] = loss * lscale
         correct[j] = hits
 
 
 @njit(cache=True, nogil=True)
-def forward_rows(out, work, X, scale, geo, codes, r0, r1, block):
-    """out[r] = the network's output for X[r], r0 <= r < r1, in blocks of `block` rows.
+def forward_rows(out, work, inputs, geo, codes, r0, r1, block):
+    """out[r] = the network's output for CSR row rowmap[r] of inputs, r0 <= r < r1, in
+    blocks of `block` rows.
 
     Serial and without the GIL: forward() runs one call per thread on a slice of the rows
     (Python threads: a prange over blocks costs ~2.5 s more of first compile, its gufunc
@@ -301,14 +321,12 @@ def forward_rows(out, work, X, scale, geo, codes, r0, r1, block):
     """
     last = geo.shape[1] - 2
     o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
-    arow = codes[4]
-    idx, val, rp, pre, post, _, lse = row_scratch(block, X.shape[1], arow)
-    order = np.arange(r0, r1)  # the rows in order: X[order[start - r0 + b]] is X[start + b]
+    arow = codes[AROW]
+    pre, post, _, lse = row_scratch(block, arow)
     for start in range(r0, r1, block):
         n = min(block, r1 - start)
-        gather_nonzero(idx, val, rp, X, order, start - r0, n, geo[STRIDE, 0], scale)
-        net_forward(pre, post, n, idx, val, rp, work, geo, codes)
-        if codes[1] == SOFTMAX:
+        net_forward(pre, post, n, inputs, start, work, geo, codes)
+        if codes[OUT_ACT] == SOFTMAX:
             softmax(post, pre, o0, arow, n, m, s, lse)
         for b in range(n):
             for c in range(m):
@@ -326,24 +344,22 @@ def sum_rows(out, parts):
 
 
 @njit(cache=True)
-def loss_and_grads_chunk(g, work, wc, X, scale, labels, target, order, geo, codes, r0, end,
+def loss_and_grads_chunk(g, work, wc, inputs, labels, target, order, geo, codes, r0, end,
                          block, dscale):  # fmt: skip
     """g = gradient (summed, scaled by dscale) of rows order[r0:end], in blocks of rows;
     returns the sum of their losses."""
-    arow = codes[4]
-    idx, val, rp, pre, post, delta, lse = row_scratch(block, X.shape[1], arow)
+    scratch = row_scratch(block, codes[AROW])
     g[:] = ZERO
     total = ZERO
     for start in range(r0, end, block):
-        loss, _ = rows_grad(g, g, ONE, idx, val, rp, pre, post, delta, lse, X, scale, labels,
-                            target, order, start, min(block, end - start), work, wc, geo, codes,
-                            dscale)  # fmt: skip
+        loss, _ = rows_grad(g, g, ONE, scratch, inputs, labels, target, order, start,
+                            min(block, end - start), work, wc, geo, codes, dscale)  # fmt: skip
         total += loss
     return total
 
 
 @njit(cache=True, parallel=PRANGE_ONLY)
-def loss_and_grads_rows(partial, losses, work, wc, X, scale, labels, target, order, geo, codes,
+def loss_and_grads_rows(partial, losses, work, wc, inputs, labels, target, order, geo, codes,
                         chunk, block):  # fmt: skip
     """Summed loss and gradient of the mean loss over the rows order (all of X), by chunks.
 
@@ -353,6 +369,6 @@ def loss_and_grads_rows(partial, losses, work, wc, X, scale, labels, target, ord
     n_rows = order.shape[0]
     dscale, _ = scales(codes, n_rows, geo[SIZES, geo.shape[1] - 1])
     for c in prange(partial.shape[0]):
-        losses[c] = loss_and_grads_chunk(partial[c], work, wc, X, scale, labels, target, order,
+        losses[c] = loss_and_grads_chunk(partial[c], work, wc, inputs, labels, target, order,
                                          geo, codes, c * chunk, min(n_rows, (c + 1) * chunk),
                                          block, dscale)  # fmt: skip
