@@ -140,6 +140,9 @@ def fit(
     stopper = _early_stopping(early_stopping, validation_data)
     inputs = model.prepare_inputs(X)
     targets = model.prepare_targets(y, inputs.shape[0])
+    # The backend's copy of the rows for every epoch (numba: their non-zero entries, so an
+    # epoch costs the same for uint8 and float inputs)
+    inputs = model.kernels.prepare_inputs(inputs)
     validation = None
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:

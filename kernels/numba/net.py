@@ -69,9 +69,8 @@ ONE = f32(1.0)
 TWO = f32(2.0)
 INV255 = f32(1.0 / 255.0)
 
-# Lanes of output a first-layer pass computes for every row of the batch before moving on:
-# the weight columns it reads (fan_in x 1 KB) stay in L2 for all the rows.
-QBLOCK = 256
+# Lanes of output the first layer computes for every row of a batch before moving on.
+WIDE = 4 * LANES
 # Smallest weight matrix (fan_in x fan_out) whose dense products go to BLAS sgemm. Measured
 # on 2 cores (AMD EPYC, AVX-512): see dense_path.
 BLAS_MIN_WEIGHTS = 128 * 128
@@ -201,56 +200,128 @@ def sparse_rows(X, rows, scale):
 def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s):
     """First layer: out[b] = bias + sum_k vals[k] * wt[cols[k]] over row b's entries.
 
-    QBLOCK lanes of output at a time for every row, so a wide layer's weight columns are
-    read from L2, not memory, by all the rows of the batch; rows AHEAD on are prefetched.
+    WIDE lanes (four vectors) at a time, held in registers, for every row of the batch
+    before the next four: one broadcast of an entry serves four weight loads, and the
+    weight columns a pass reads (fan_in x 256 bytes) stay in cache for all the rows. The
+    last s % WIDE lanes go 16 at a time. Rows AHEAD on are prefetched.
     """
-    for q0 in range(0, s, QBLOCK):
-        q1 = min(s, q0 + QBLOCK)
+    wide = s - s % WIDE
+    for q in range(0, wide, WIDE):
         for b in range(n):
-            if q0 == 0 and r0 + b + AHEAD < rowmap.shape[0]:
+            if q == 0 and r0 + b + AHEAD < rowmap.shape[0]:
+                ahead = starts[rowmap[r0 + b + AHEAD]]
+                prefetch_flat(cols, ahead)
+                prefetch_flat(vals, ahead)
+                prefetch_flat(vals, ahead + 16)
+            r = rowmap[r0 + b]
+            a0 = vload(bias, b0 + q)
+            a1 = vload(bias, b0 + q + 16)
+            a2 = vload(bias, b0 + q + 32)
+            a3 = vload(bias, b0 + q + 48)
+            for k in range(starts[r], starts[r + 1]):
+                x = vsplat(at(vals, k))
+                row = w0 + q + at(cols, k) * s
+                a0 = fma(x, vload(wt, row), a0)
+                a1 = fma(x, vload(wt, row + 16), a1)
+                a2 = fma(x, vload(wt, row + 32), a2)
+                a3 = fma(x, vload(wt, row + 48), a3)
+            at_out = b * arow + o0 + q
+            vstore(out, at_out, a0)
+            vstore(out, at_out + 16, a1)
+            vstore(out, at_out + 32, a2)
+            vstore(out, at_out + 48, a3)
+    for q in range(wide, s, LANES):
+        for b in range(n):
+            if wide == 0 and q == 0 and r0 + b + AHEAD < rowmap.shape[0]:
                 ahead = starts[rowmap[r0 + b + AHEAD]]
                 prefetch_flat(cols, ahead)
                 prefetch_flat(vals, ahead)
                 prefetch_flat(vals, ahead + 16)
             r = rowmap[r0 + b]
             k0, k1 = starts[r], starts[r + 1]
-            for q in range(q0, q1, LANES):
-                a0 = vload(bias, b0 + q)  # four accumulators: four independent add chains
-                a1 = vzero()
-                a2 = vzero()
-                a3 = vzero()
-                base = w0 + q
-                k = k0
-                while k + 4 <= k1:
-                    a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
-                    a1 = fma(vsplat(at(vals, k + 1)), vload(wt, base + at(cols, k + 1) * s), a1)
-                    a2 = fma(vsplat(at(vals, k + 2)), vload(wt, base + at(cols, k + 2) * s), a2)
-                    a3 = fma(vsplat(at(vals, k + 3)), vload(wt, base + at(cols, k + 3) * s), a3)
-                    k += 4
-                while k < k1:
-                    a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
-                    k += 1
-                vstore(out, b * arow + o0 + q, vadd(vadd(a0, a1), vadd(a2, a3)))
+            a0 = vload(bias, b0 + q)  # four accumulators: four independent add chains
+            a1 = vzero()
+            a2 = vzero()
+            a3 = vzero()
+            base = w0 + q
+            k = k0
+            while k + 4 <= k1:
+                a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
+                a1 = fma(vsplat(at(vals, k + 1)), vload(wt, base + at(cols, k + 1) * s), a1)
+                a2 = fma(vsplat(at(vals, k + 2)), vload(wt, base + at(cols, k + 2) * s), a2)
+                a3 = fma(vsplat(at(vals, k + 3)), vload(wt, base + at(cols, k + 3) * s), a3)
+                k += 4
+            while k < k1:
+                a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
+                k += 1
+            vstore(out, b * arow + o0 + q, vadd(vadd(a0, a1), vadd(a2, a3)))
 
 
 @njit(cache=True)
-def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alpha, s):
-    """First layer: gwt[cols[k]] += vals[k] * alpha * d[b] over every row's entries, rows
-    in order (QBLOCK lanes at a time, as sparse_forward).
+def transpose_rows(t_starts, t_rows, t_vals, n, cols, vals, starts, rowmap, r0, alpha):
+    """The batch's entries by input column (CSC): column i's at t_starts[i]:t_starts[i+1],
+    t_rows = batch rows (ascending), t_vals = value * alpha. t_starts has fan_in + 2 entries."""
+    t_starts[:] = 0
+    for b in range(n):
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            t_starts[at(cols, k) + 2] += 1
+    for i in range(2, t_starts.shape[0]):
+        t_starts[i] += t_starts[i - 1]
+    for b in range(n):  # t_starts[i + 1] is the cursor of column i while filling
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            c = at(cols, k) + 1
+            e = t_starts[c]
+            t_rows[e] = b
+            t_vals[e] = at(vals, k) * alpha
+            t_starts[c] = e + 1
+
+
+@njit(cache=True)
+def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alpha, s, t_starts,
+                    t_rows, t_vals):  # fmt: skip
+    """First layer: gwt[cols[k]] += vals[k] * alpha * d[b] over every row's entries.
 
     With gwt the weights themselves and alpha = -lr this is plain SGD, applied in place.
+    Wide layers go by input column (the batch transposed into t_*, see transpose_rows):
+    WIDE lanes of a weight row stay in registers while every row of the batch that has
+    that input adds to them (in row order), so a weight is read and written once per
+    batch, not once per row. The last s % WIDE lanes go row by row, 16 at a time.
     """
+    wide = s - s % WIDE
+    if wide > 0:
+        transpose_rows(t_starts, t_rows, t_vals, n, cols, vals, starts, rowmap, r0, alpha)
+        for q in range(0, wide, WIDE):
+            for i in range(t_starts.shape[0] - 2):
+                e0, e1 = t_starts[i], t_starts[i + 1]
+                if e0 == e1:
+                    continue
+                row = w0 + q + i * s
+                a0 = vload(gwt, row)
+                a1 = vload(gwt, row + 16)
+                a2 = vload(gwt, row + 32)
+                a3 = vload(gwt, row + 48)
+                for e in range(e0, e1):
+                    x = vsplat(at(t_vals, e))
+                    at_d = at(t_rows, e) * arow + d0 + q
+                    a0 = fma(x, vload(d, at_d), a0)
+                    a1 = fma(x, vload(d, at_d + 16), a1)
+                    a2 = fma(x, vload(d, at_d + 32), a2)
+                    a3 = fma(x, vload(d, at_d + 48), a3)
+                vstore(gwt, row, a0)
+                vstore(gwt, row + 16, a1)
+                vstore(gwt, row + 32, a2)
+                vstore(gwt, row + 48, a3)
     scale = vsplat(alpha)
-    for q0 in range(0, s, QBLOCK):
-        q1 = min(s, q0 + QBLOCK)
+    for q in range(wide, s, LANES):
         for b in range(n):
             r = rowmap[r0 + b]
-            for q in range(q0, q1, LANES):
-                dq = vmul(scale, vload(d, b * arow + d0 + q))
-                base = w0 + q
-                for k in range(starts[r], starts[r + 1]):
-                    row = base + at(cols, k) * s
-                    vstore(gwt, row, fma(vsplat(at(vals, k)), dq, vload(gwt, row)))
+            dq = vmul(scale, vload(d, b * arow + d0 + q))
+            base = w0 + q
+            for k in range(starts[r], starts[r + 1]):
+                row = base + at(cols, k) * s
+                vstore(gwt, row, fma(vsplat(at(vals, k)), dq, vload(gwt, row)))
 
 
 @njit(cache=True)

@@ -129,13 +129,14 @@ def net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, scale, 
 
 
 @njit(cache=True, inline="always")
-def net_backward(grad, w_first, alpha, pre, post, delta, n, inputs, r0, work, wc, geo, codes):
+def net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, codes):
     """Backpropagate the output gradient (in delta) of n rows, adding into grad.
 
     The first layer's weight gradient goes into w_first scaled by alpha: grad and 1, or the
     weights themselves and -lr (in-place SGD).
     """
     cols, vals, starts, rowmap = inputs
+    pre, post, delta, _, t_starts, t_rows, t_vals = scratch
     act, arow = codes[ACT], codes[AROW]
     n_layers = geo.shape[1] - 1
     for layer in range(n_layers - 1, 0, -1):
@@ -148,7 +149,7 @@ def net_backward(grad, w_first, alpha, pre, post, delta, n, inputs, r0, work, wc
     o0, s = geo[AOFF, 0], geo[STRIDE, 0]
     bias_backward(grad, geo[BOFF, 0], delta, o0, arow, n, s)
     sparse_backward(w_first, geo[WOFF, 0], delta, o0, arow, n, cols, vals, starts, rowmap, r0,
-                    alpha, s)  # fmt: skip
+                    alpha, s, t_starts, t_rows, t_vals)  # fmt: skip
 
 
 # error_model="numpy": a float division by zero gives inf as in NumPy (the trainer
@@ -206,23 +207,40 @@ def rows_grad(grad, w_first, alpha, scratch, inputs, labels, target, order, r0, 
               geo, codes, dscale):  # fmt: skip
     """Forward, loss and backward of rows order[r0:r0+n] (scratch = (pre, post, delta, lse)
     sized for n rows). Returns (sum of the rows' losses, rows classified right)."""
-    pre, post, delta, lse = scratch
+    pre, post, delta, lse = scratch[:4]
     net_forward(pre, post, n, inputs, r0, work, geo, codes)
     loss, hits = net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, dscale,
                           lse)  # fmt: skip
-    net_backward(grad, w_first, alpha, pre, post, delta, n, inputs, r0, work, wc, geo, codes)
+    net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, codes)
     return loss, hits
 
 
 @njit(cache=True, inline="always")
-def row_scratch(rows, arow):
+def row_scratch(rows, arow, n_in, entries):
     """Scratch for a block of `rows` rows: pre- and post-activations and deltas of every
-    layer, each row's log-sum-exp. Allocated once per call, reused for every block."""
+    layer, each row's log-sum-exp, and room for the block's `entries` input entries by
+    column (sparse_backward). Allocated once per call, reused for every block."""
     pre = np.zeros(rows * arow + LANES, np.float32)
     post = np.zeros(rows * arow + LANES, np.float32)
     delta = np.zeros(rows * arow + LANES, np.float32)
     lse = np.zeros(rows, np.float32)
-    return pre, post, delta, lse
+    t_starts = np.zeros(n_in + 2, np.int64)
+    t_rows = np.zeros(entries, np.int64)
+    t_vals = np.zeros(entries, np.float32)
+    return pre, post, delta, lse, t_starts, t_rows, t_vals
+
+
+@njit(cache=True)
+def most_entries(inputs, n_rows, block):
+    """The most input entries in any `block` consecutive rows of the first n_rows."""
+    _, _, starts, rowmap = inputs
+    top = 0
+    for r0 in range(0, n_rows, block):
+        total = 0
+        for p in range(r0, min(n_rows, r0 + block)):
+            total += starts[rowmap[p] + 1] - starts[rowmap[p]]
+        top = max(top, total)
+    return top
 
 
 @njit(cache=True, inline="always")
@@ -241,7 +259,8 @@ def train_loop(work, wc, velocity, m, v, inputs, labels, target, order, batch_si
     rows = min(batch_size, n_rows)
     pw = work.shape[0]
     grad = np.zeros(pw, np.float32)
-    scratch = row_scratch(rows, codes[AROW])
+    scratch = row_scratch(rows, codes[AROW], geo[SIZES, 0],
+                          most_entries(inputs, n_rows, batch_size))
     in_place = opt == SGD and f32(hyper[WEIGHT_DECAY]) == ZERO
     # The first layer's weights are work[0:geo[BOFF, 0]]; in place, its weight gradient goes
     # straight into them times -lr and update() skips them. Chosen here so that rows_grad
@@ -278,6 +297,10 @@ def train_loop_threads(work, wc, velocity, m, v, inputs, labels, target, order, 
     post = np.zeros((shards, rows * arow + LANES), np.float32)
     delta = np.zeros((shards, rows * arow + LANES), np.float32)
     lse = np.zeros((shards, rows), np.float32)
+    entries = most_entries(inputs, n_rows, batch_size)
+    t_starts = np.zeros((shards, geo[SIZES, 0] + 2), np.int64)
+    t_rows = np.zeros((shards, entries), np.int64)
+    t_vals = np.zeros((shards, entries), np.float32)
     shard_loss = np.zeros(shards, np.float32)
     shard_hits = np.zeros(shards, np.int64)
     grad = np.zeros(pw, np.float32)
@@ -290,7 +313,8 @@ def train_loop_threads(work, wc, velocity, m, v, inputs, labels, target, order, 
             b = r0 + n * (s + 1) // shards
             g = grads[s]
             shard_loss[s], shard_hits[s] = rows_grad(
-                g, g, ONE, (pre[s], post[s], delta[s], lse[s]), inputs, labels, target, order,
+                g, g, ONE, (pre[s], post[s], delta[s], lse[s], t_starts[s], t_rows[s], t_vals[s]),
+                inputs, labels, target, order,
                 a, b - a, work, wc, geo, codes, dscale,
             )
         loss = ZERO
@@ -322,7 +346,7 @@ def forward_rows(out, work, inputs, geo, codes, r0, r1, block):
     last = geo.shape[1] - 2
     o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
     arow = codes[AROW]
-    pre, post, _, lse = row_scratch(block, arow)
+    pre, post, _, lse, _, _, _ = row_scratch(block, arow, 0, 0)
     for start in range(r0, r1, block):
         n = min(block, r1 - start)
         net_forward(pre, post, n, inputs, start, work, geo, codes)
@@ -348,7 +372,7 @@ def loss_and_grads_chunk(g, work, wc, inputs, labels, target, order, geo, codes,
                          block, dscale):  # fmt: skip
     """g = gradient (summed, scaled by dscale) of rows order[r0:end], in blocks of rows;
     returns the sum of their losses."""
-    scratch = row_scratch(block, codes[AROW])
+    scratch = row_scratch(block, codes[AROW], geo[SIZES, 0], block * geo[SIZES, 0])
     g[:] = ZERO
     total = ZERO
     for start in range(r0, end, block):
