@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -65,6 +66,46 @@ def group_table(group: str, benches: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def grid_table(group: str, benches: list[dict]) -> list[str]:
+    """The width x batch x input-type grid (benchmarks/test_bench_grid.py): the median of each
+    contestant's per-round times, and fastmlp's speed-up against each peer of the same run."""
+    lines = [
+        f"### {group}",
+        "",
+        "| hidden : batch | fastmlp uint8 | fastmlp float32 | NumPy loop | PyTorch "
+        "| vs NumPy (uint8, float32) | vs PyTorch (uint8, float32) | float32 / uint8 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def key(bench):
+        extra = bench.get("extra_info", {})
+        return (max(extra.get("hidden", [0])), extra.get("batch", 0))
+
+    for bench in sorted(benches, key=key):
+        extra = bench.get("extra_info", {})
+        med = {name: statistics.median(times) for name, times in extra["seconds"].items() if times}
+        u8, f32 = med.get("fastmlp uint8"), med.get("fastmlp float32")
+        peers = [med.get("numpy loop"), med.get("pytorch")]
+
+        def both(peer):
+            if peer is None or u8 is None or f32 is None:
+                return "-"
+            return f"{peer / u8:.2f}x, {peer / f32:.2f}x"
+
+        cells = [fmt_time(v) if v is not None else "-" for v in (u8, f32, *peers)]
+        lines.append(
+            f"| {'-'.join(map(str, extra['hidden']))} : {extra['batch']} | "
+            + " | ".join(cells)
+            + f" | {both(peers[0])} | {both(peers[1])} | "
+            + (f"{f32 / u8:.2f} |" if u8 and f32 else "- |")
+        )
+    rounds = {len(t) for b in benches for t in b["extra_info"]["seconds"].values()}
+    lines.append("")
+    lines.append(f"Medians of {', '.join(map(str, sorted(rounds)))} interleaved rounds; seconds "
+                 "per 60,000-image epoch.")  # fmt: skip
+    return [*lines, ""]
+
+
 def machine_lines(data: dict) -> list[str]:
     info = data.get("machine_info", {})
     cpu = info.get("cpu", {})
@@ -101,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out: list[str] = []
     for group in sorted(groups, key=lambda g: (not g.startswith("train"), g)):
-        out += group_table(group, groups[group])
+        if group.startswith("grid"):
+            out += grid_table(group, groups[group])
+        else:
+            out += group_table(group, groups[group])
     out += machine_lines(data)
     print("\n".join(out))
     return 0

@@ -58,7 +58,7 @@ def test_wide_layers_use_blas_narrow_ones_our_kernels():
     from kernels.numba.codes import PATH, PATH_BLAS, PATH_OWN
 
     assert network.geometry(Net((784, 16, 16, 10)), 32).geo[PATH, :3].tolist() == [PATH_OWN] * 3
-    wide = network.geometry(Net((784, 256, 256, 10)), 128).geo[PATH, :3].tolist()
+    wide = network.geometry(Net((784, 1024, 1024, 10)), 128).geo[PATH, :3].tolist()
     assert wide == [PATH_OWN, PATH_BLAS if HAVE_BLAS else PATH_OWN, PATH_OWN]
 
 
@@ -90,7 +90,7 @@ def test_train_steps_match_numpy(numba_paths, width, blas, uint8, prepared):
 @pytest.mark.parametrize("width", [16, 64, 256, 1000])
 def test_threads_match_numpy_and_repeat(numba_paths, width):
     """Batches of 130 rows (split between threads below the BLAS width; BLAS threads above)."""
-    numba_paths(width >= 256)
+    numba_paths(width >= 1000)
     net, params = problem(width, seed=3)
     X = sparse_inputs(300, True, 4)
     y = np.random.default_rng(5).integers(0, 10, len(X))
