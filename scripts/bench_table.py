@@ -66,6 +66,12 @@ def group_table(group: str, benches: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _both(peer, u8, f32) -> str:
+    if peer is None or u8 is None or f32 is None:
+        return "-"
+    return f"{peer / u8:.2f}x, {peer / f32:.2f}x"
+
+
 def grid_table(group: str, benches: list[dict]) -> list[str]:
     """The width x batch x input-type grid (benchmarks/test_bench_grid.py): the median of each
     contestant's per-round times, and fastmlp's speed-up against each peer of the same run."""
@@ -87,16 +93,11 @@ def grid_table(group: str, benches: list[dict]) -> list[str]:
         u8, f32 = med.get("fastmlp uint8"), med.get("fastmlp float32")
         peers = [med.get("numpy loop"), med.get("pytorch")]
 
-        def both(peer):
-            if peer is None or u8 is None or f32 is None:
-                return "-"
-            return f"{peer / u8:.2f}x, {peer / f32:.2f}x"
-
         cells = [fmt_time(v) if v is not None else "-" for v in (u8, f32, *peers)]
         lines.append(
             f"| {'-'.join(map(str, extra['hidden']))} : {extra['batch']} | "
             + " | ".join(cells)
-            + f" | {both(peers[0])} | {both(peers[1])} | "
+            + f" | {_both(peers[0], u8, f32)} | {_both(peers[1], u8, f32)} | "
             + (f"{f32 / u8:.2f} |" if u8 and f32 else "- |")
         )
     rounds = {len(t) for b in benches for t in b["extra_info"]["seconds"].values()}
