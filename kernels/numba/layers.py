@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.numba import net
+from kernels.numba import heads, net, work
 from kernels.numba.codes import ACT_CODES, ADAM, IDENTITY, MOMENTUM, SGD
 from kernels.numba.simd import LANES
 from kernels.numba.train import update
@@ -86,7 +86,7 @@ def dense_backward(dinp, dweight, dbias, dout, inp, weight):
     b0 = n_in * s
     if dinp is None:
         x = np.ascontiguousarray(inp, np.float32)
-        cols, vals, starts = net.sparse_rows(x, np.arange(n_rows, dtype=np.int64), f32(1.0))
+        cols, vals, starts = work.sparse_rows(x, np.arange(n_rows, dtype=np.int64), f32(1.0))
         rowmap = np.arange(n_rows, dtype=np.int64)
         net.bias_backward(grad, b0, delta, o0, arow, n_rows, s)
         entries = len(vals)
@@ -109,7 +109,7 @@ def activation_forward(out, inp, name):
     n_rows, n = inp.shape
     pre, arow, _ = _rows([inp], [n])
     post = np.zeros_like(pre)
-    net.activation_forward(post, pre, 0, arow, n_rows, n, arow, ACT_CODES[name])
+    heads.activation_forward(post, pre, 0, arow, n_rows, n, arow, ACT_CODES[name])
     out[:] = _view(post, arow, 0, out.shape)
 
 
@@ -119,7 +119,7 @@ def activation_backward(dinp, dout, inp, out, name):
     d, arow, _ = _rows([dout], [n])
     pre, _, _ = _rows([inp], [n])
     post, _, _ = _rows([out], [n])
-    net.activation_backward(d, pre, post, 0, arow, n_rows, n, arow, ACT_CODES[name])
+    heads.activation_backward(d, pre, post, 0, arow, n_rows, n, arow, ACT_CODES[name])
     dinp[:] = _view(d, arow, 0, dinp.shape)
 
 
@@ -128,7 +128,7 @@ def softmax_forward(probs, logits):
     n_rows, n = logits.shape
     lg, arow, _ = _rows([logits], [n])
     pr = np.zeros_like(lg)
-    net.softmax(pr, lg, 0, arow, n_rows, n, arow, np.zeros(n_rows, np.float32))
+    heads.softmax(pr, lg, 0, arow, n_rows, n, arow, np.zeros(n_rows, np.float32))
     probs[:] = _view(pr, arow, 0, probs.shape)
 
 
@@ -142,7 +142,7 @@ def cross_entropy_forward(logits, labels):
     lg, arow, _ = _rows([logits], [n])
     scratch = np.zeros_like(lg)
     order = np.arange(n_rows, dtype=np.int64)
-    loss, _ = net.softmax_xent(scratch, np.zeros_like(lg), lg, 0, arow, n_rows, n, arow,
+    loss, _ = heads.softmax_xent(scratch, np.zeros_like(lg), lg, 0, arow, n_rows, n, arow,
                                _labels(labels), order, 0, f32(1.0),
                                np.zeros(n_rows, np.float32))  # fmt: skip
     return float(loss / f32(n_rows))
@@ -155,7 +155,7 @@ def softmax_cross_entropy_backward(dlogits, probs, labels):
     d = np.zeros_like(pr)
     order = np.arange(n_rows, dtype=np.int64)
     # the loss this also returns reads logits and lse, not needed here: probs stand in
-    net.xent_grad(d, pr, pr, 0, arow, n_rows, n, arow, _labels(labels), order, 0,
+    heads.xent_grad(d, pr, pr, 0, arow, n_rows, n, arow, _labels(labels), order, 0,
                   f32(1.0) / f32(n_rows), np.zeros(n_rows, np.float32))  # fmt: skip
     dlogits[:] = _view(d, arow, 0, dlogits.shape)
 
@@ -166,7 +166,7 @@ def _mse(pred, target, scale):
     d = np.zeros_like(post)
     target = np.ascontiguousarray(target, np.float32)
     order = np.arange(n_rows, dtype=np.int64)
-    loss, _ = net.mse(d, post, post, 0, arow, n_rows, n, arow, target, order, 0, scale,
+    loss, _ = heads.mse(d, post, post, 0, arow, n_rows, n, arow, target, order, 0, scale,
                       IDENTITY)  # fmt: skip
     return loss, _view(d, arow, 0, pred.shape)
 

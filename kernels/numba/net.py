@@ -1,31 +1,30 @@
-"""Layer kernels of the numba backend's network functions, on a fast work layout.
+"""Dense layers of the numba backend, batch at a time, on the work layout.
 
-The network functions (``forward``, ``loss_and_grads``, ``train_steps``) do not work on
-the flat ``params`` vector of :mod:`kernels.layout` but on a *work copy* made for
-speed, written back at the end of a call:
+The network functions do not work on the flat ``params`` vector of :mod:`kernels.layout`
+but on a *work copy* made for speed (:mod:`kernels.numba.work`), written back at the end
+of a call:
 
 * every layer's weight is kept transposed, ``wt`` (fan_in, S) with ``S`` the fan_out
   padded to a multiple of 16 lanes (zero columns): the forward pass is then
-  ``out = bias + sum_i x_i * wt[i]``, one 16-lane multiply-add per input, accumulated
-  in registers; for the first layer only the *non-zero* inputs are visited (about
-  150 of the 784 pixels of an MNIST digit);
-* layers after the first also keep a copy ``w`` (fan_out, S_in) in the usual
-  orientation, refreshed after each step (a few hundred floats), so that the
-  gradient of their input ``dinp = sum_o d_o * w[o]`` is multiply-adds too;
+  ``out = bias + sum_i x_i * wt[i]``, vector multiply-adds accumulated in registers;
+* the first layer reads its input as compressed sparse rows, only the non-zero entries
+  (about 150 of the 784 pixels of an MNIST digit): batch row b is CSR row
+  ``rowmap[r0 + b]``, its entries ``cols/vals[starts[r]:starts[r+1]]``;
+* a layer after the first runs our 16-lane kernels (PATH_OWN: four rows per weight load,
+  the gradient summed in registers, ``dinp`` from a copy ``w`` (fan_out, S_in) refreshed
+  after each step) or, when its weights outgrow the L2 cache, three BLAS sgemm
+  (PATH_BLAS) on ``wt`` itself: :func:`dense_path` decides from the shape;
 * activations of a row live in one flat vector, layer after layer, each padded to
   its ``S`` lanes. Padded lanes have zero weights in and out, so they carry zeros
   through backpropagation and their parameters stay zero under every optimizer.
 
-Geometry (``int64`` vectors indexed by layer ``l``, computed once in Python by
-:func:`kernels.numba.Geometry`): ``sizes`` (L+1), ``stride`` = S, ``woff``/``boff``
-offsets of ``wt``/bias in the work vector, ``coff`` offset of ``w`` in the copies,
-``aoff`` offset of the layer in a row of activations (``arow`` floats per row).
+Geometry: the int64 table ``geo`` whose rows are named in :mod:`kernels.numba.codes`
+(widths, strides S, offsets of ``wt``, biases, copies and activations, path per layer),
+computed once in Python by :class:`kernels.numba.network.Geometry`.
 
-Every layer is a pair of plain functions over the ``n`` rows of a batch (llm.c style:
-outputs first, no allocation). Row ``b`` of a layer's activations is at
-``b * arow + o0``; the first layer reads the batch's non-zero inputs, row ``b``'s at
-``idx/val[rp[b]:rp[b+1]]``. One call per layer and batch: nothing happens per row
-but arithmetic (a call per row costs more than its 16-lane work).
+Every kernel is a plain function over the ``n`` rows of a batch (llm.c style: outputs
+first, no allocation). Row ``b`` of a layer's activations is at ``b * arow + o0``. One
+call per layer and batch: nothing happens per row but arithmetic.
 """
 
 from __future__ import annotations
@@ -34,40 +33,25 @@ import numpy as np
 from numba import njit
 
 from kernels.numba.blas import HAVE_BLAS, sgemm
-from kernels.numba.codes import (
-    IDENTITY,
-    PATH_BLAS,
-    PATH_OWN,
-    RELU,
-    SIGMOID,
-    SILU,
-    TANH,
-)
+from kernels.numba.codes import PATH_BLAS, PATH_OWN
 from kernels.numba.simd import (
     LANES,
     at,
-    compress_nonzero,
     fma,
     prefetch_flat,
-    relu,
     vadd,
-    vexp,
     vload,
-    vmaxlane,
     vmul,
     vsplat,
     vstore,
-    vsub,
-    vsum,
     vzero,
-    where_positive,
 )
 
 f32 = np.float32
 ZERO = f32(0.0)
 ONE = f32(1.0)
 TWO = f32(2.0)
-INV255 = f32(1.0 / 255.0)
+AHEAD = 4  # rows prefetched ahead of the one being read (rows come in shuffled order)
 
 # Lanes of output the first layer computes for every row of a batch before moving on.
 WIDE = 4 * LANES
@@ -87,111 +71,6 @@ def dense_path(n_in: int, n_out: int, rows: int) -> int:
     if HAVE_BLAS and n_in * n_out >= BLAS_MIN_WEIGHTS and rows >= 8:
         return PATH_BLAS
     return PATH_OWN
-
-
-# ---------------------------------------------------------------------------------------
-# Work layout: params <-> work vector (transposed, padded weights).
-# ---------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def pack(work, flat, sizes, stride, woff, boff):
-    """work (PW,) = flat (P,) in the work layout; padded lanes 0."""
-    work[:] = ZERO
-    p = 0
-    for layer in range(sizes.shape[0] - 1):
-        n_in, n_out, s = sizes[layer], sizes[layer + 1], stride[layer]
-        w0, b0 = woff[layer], boff[layer]
-        for o in range(n_out):
-            for i in range(n_in):
-                work[w0 + i * s + o] = flat[p + o * n_in + i]
-        p += n_out * n_in
-        for o in range(n_out):
-            work[b0 + o] = flat[p + o]
-        p += n_out
-
-
-@njit(cache=True)
-def unpack(flat, work, sizes, stride, woff, boff):
-    """flat (P,) = work (PW,) back in the layout of kernels.layout."""
-    p = 0
-    for layer in range(sizes.shape[0] - 1):
-        n_in, n_out, s = sizes[layer], sizes[layer + 1], stride[layer]
-        w0, b0 = woff[layer], boff[layer]
-        for o in range(n_out):
-            for i in range(n_in):
-                flat[p + o * n_in + i] = work[w0 + i * s + o]
-        p += n_out * n_in
-        for o in range(n_out):
-            flat[p + o] = work[b0 + o]
-        p += n_out
-
-
-@njit(cache=True)
-def refresh_copies(wc, work, sizes, stride, woff, coff, path):
-    """wc: for layers l >= 1 on PATH_OWN, w (fan_out, S_in) = wt.T of the work vector (pads
-    stay 0). BLAS reads wt transposed itself: its layers keep no copy."""
-    for layer in range(1, sizes.shape[0] - 1):
-        if path[layer] != PATH_OWN:
-            continue
-        n_in, n_out, s, s_in = sizes[layer], sizes[layer + 1], stride[layer], stride[layer - 1]
-        w0, c0 = woff[layer], coff[layer]
-        for o in range(n_out):
-            for i in range(n_in):
-                wc[c0 + o * s_in + i] = work[w0 + i * s + o]
-
-
-# ---------------------------------------------------------------------------------------
-# Input: the non-zero entries of the rows, in compressed sparse rows (CSR).
-# ---------------------------------------------------------------------------------------
-
-AHEAD = 4  # rows prefetched ahead of the one being read (rows come in shuffled order)
-
-
-@njit(cache=True)
-def count_nonzero(X, rows):
-    """Non-zero entries (NaN included) of each X[rows[j]]."""
-    counts = np.empty(rows.shape[0], np.int64)
-    for j in range(rows.shape[0]):
-        x = X[rows[j]]
-        c = 0
-        for i in range(x.shape[0]):
-            c += x[i] != 0
-        counts[j] = c
-    return counts
-
-
-@njit(cache=True)
-def sparse_rows(X, rows, scale):
-    """CSR of X[rows] (uint8 or float32, any number of columns): (cols uint32, vals float32
-    = x * scale, starts int64), row j's entries at starts[j]:starts[j+1].
-
-    Built once per fit (or per call for a plain array), so that an epoch reads about 150
-    entries of an MNIST row instead of its 784 columns, whatever the input's dtype. Sixteen
-    columns at a time with a branch-free vector compress (16 entries of room at the end),
-    the last fan_in % 16 one by one.
-    """
-    n_in = X.shape[1]
-    full = n_in - n_in % LANES
-    counts = count_nonzero(X, rows)
-    starts = np.empty(rows.shape[0] + 1, np.int64)
-    starts[0] = 0
-    for j in range(rows.shape[0]):
-        starts[j + 1] = starts[j] + counts[j]
-    total = starts[rows.shape[0]]
-    cols = np.empty(total + LANES, np.uint32)
-    vals = np.empty(total + LANES, np.float32)
-    k = 0
-    for j in range(rows.shape[0]):
-        r = rows[j]
-        for start in range(0, full, LANES):
-            k = compress_nonzero(cols, vals, k, X, r, start, 1, scale)
-        for i in range(full, n_in):
-            x = X[r, i]
-            cols[k] = i
-            vals[k] = f32(x) * scale
-            k += x != 0
-    return cols, vals, starts
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,167 +331,3 @@ def bias_backward(gbias, b0, d, o0, arow, n, s):
     for b in range(n):
         for q in range(0, s, LANES):
             vstore(gbias, b0 + q, vadd(vload(gbias, b0 + q), vload(d, b * arow + o0 + q)))
-
-
-# ---------------------------------------------------------------------------------------
-# Activations (s lanes at o0 of each row, the first m real).
-# ---------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow (float32)."""
-    if x >= ZERO:
-        return ONE / (ONE + np.exp(-x))
-    e = np.exp(x)
-    return e / (ONE + e)
-
-
-@njit(cache=True)
-def activation_forward(post, pre, o0, arow, n, m, s, act):
-    """post[b] = act(pre[b]); lanes m..s-1 are set to 0."""
-    for b in range(n):
-        row = b * arow + o0
-        if act == RELU:
-            for q in range(0, s, LANES):
-                vstore(post, row + q, relu(vload(pre, row + q)))
-            continue
-        for j in range(m):
-            x = pre[row + j]
-            if act == SIGMOID:
-                y = sigmoid(x)
-            elif act == TANH:
-                y = np.tanh(x)
-            elif act == SILU:
-                y = x * sigmoid(x)
-            else:
-                y = x
-            post[row + j] = y
-        for j in range(m, s):
-            post[row + j] = ZERO
-
-
-@njit(cache=True)
-def activation_backward(d, pre, post, o0, arow, n, m, s, act):
-    """d[b] *= act'(pre[b]) in place (post = act(pre) is given for sigmoid and tanh)."""
-    if act == IDENTITY:
-        return
-    for b in range(n):
-        row = b * arow + o0
-        if act == RELU:
-            for q in range(0, s, LANES):
-                vstore(d, row + q, where_positive(vload(pre, row + q), vload(d, row + q)))
-            continue
-        for j in range(m):
-            g = d[row + j]
-            if act == SIGMOID:
-                y = post[row + j]
-                g = g * y * (ONE - y)
-            elif act == TANH:
-                y = post[row + j]
-                g = g * (ONE - y * y)
-            else:  # silu
-                x = pre[row + j]
-                sg = sigmoid(x)
-                g = g * sg * (ONE + x * (ONE - sg))
-            d[row + j] = g
-
-
-# ---------------------------------------------------------------------------------------
-# Heads: output, loss and the gradient of the last pre-activation (scaled by `scale`).
-# ---------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def softmax(probs, logits, o0, arow, n, m, s, lse):
-    """probs[b] = softmax(logits[b]) over m lanes (pads 0); lse[b] = logsumexp(logits[b]).
-
-    16 lanes at a time with a vector exp; lanes past m are masked out.
-    """
-    for b in range(n):
-        row = b * arow + o0
-        top = logits[row]
-        full = m - m % LANES
-        for q in range(0, full, LANES):
-            top = max(top, vmaxlane(vload(logits, row + q)))
-        for j in range(full, m):
-            top = max(top, logits[row + j])
-        total = ZERO
-        shift = vsplat(top)
-        for q in range(0, s, LANES):
-            e = vexp(vsub(vload(logits, row + q), shift))
-            vstore(probs, row + q, e)
-        for j in range(m, s):
-            probs[row + j] = ZERO
-        for q in range(0, s, LANES):
-            total += vsum(vload(probs, row + q))
-        inv = vsplat(ONE / total)
-        for q in range(0, s, LANES):
-            vstore(probs, row + q, vmul(inv, vload(probs, row + q)))
-        lse[b] = top + np.log(total)
-
-
-@njit(cache=True)
-def softmax_xent(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse):
-    """probs = softmax(logits); d = (probs - onehot(label)) * scale (pads 0), every row.
-
-    Returns (sum over rows of logsumexp(logits) - logits[label], rows whose argmax is right).
-    """
-    softmax(probs, logits, o0, arow, n, m, s, lse)
-    return xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse)
-
-
-@njit(cache=True)
-def xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse):
-    """d = (probs - onehot(label)) * scale (pads 0) for probs = softmax(logits), lse[b] =
-    logsumexp(logits[b]) already computed. Returns (sum of the rows' cross-entropy, hits)."""
-    loss = ZERO
-    hits = 0
-    sc = vsplat(scale)
-    for b in range(n):
-        row = b * arow + o0
-        label = labels[order[r0 + b]]
-        for q in range(0, s, LANES):
-            vstore(d, row + q, vmul(sc, vload(probs, row + q)))
-        d[row + label] -= scale
-        loss += lse[b] - logits[row + label]
-        hits += argmax(probs, row, m) == label
-    return loss, hits
-
-
-@njit(cache=True)
-def mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, act):
-    """d = scale * (post - target) * act'(pre) over m lanes (pads 0), every row.
-
-    Returns (sum of squared errors, rows whose argmax is the target's argmax).
-    """
-    loss = ZERO
-    hits = 0
-    for b in range(n):
-        row = b * arow + o0
-        r = order[r0 + b]
-        for j in range(m):
-            diff = post[row + j] - target[r, j]
-            loss += diff * diff
-            d[row + j] = scale * diff
-        for j in range(m, s):
-            d[row + j] = ZERO
-        best = 0
-        for j in range(1, m):
-            if target[r, j] > target[r, best]:
-                best = j
-        hits += argmax(post, row, m) == best
-    activation_backward(d, pre, post, o0, arow, n, m, s, act)
-    return loss, hits
-
-
-@njit(cache=True)
-def argmax(a, at, m):
-    """Index of the first largest of a[at:at+m]."""
-    best = 0
-    top = a[at]
-    for j in range(1, m):
-        if a[at + j] > top:
-            top = a[at + j]
-            best = j
-    return best

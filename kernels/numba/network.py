@@ -26,6 +26,7 @@ import numpy as np
 
 from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
 from kernels.numba import net as kn
+from kernels.numba import work as kw
 from kernels.numba.codes import ACT_CODES, GEO_ROWS, OPT_CODES, PATH, PATH_BLAS, PATH_OWN
 from kernels.numba.simd import LANES
 from kernels.numba.train import (
@@ -88,18 +89,18 @@ class Geometry:
         """The work vector of a flat parameter-like vector."""
         work = np.empty(self.pw, np.float32)
         g = self.geo
-        kn.pack(work, flat, g[0], g[1], g[2], g[3])
+        kw.pack(work, flat, g[0], g[1], g[2], g[3])
         return work
 
     def unpack(self, flat, work):
         g = self.geo
-        kn.unpack(flat, work, g[0], g[1], g[2], g[3])
+        kw.unpack(flat, work, g[0], g[1], g[2], g[3])
 
     def copies(self, work):
         """The weight copies (fan_out, S_in) of layers after the first on PATH_OWN."""
         wc = np.zeros(self.pc, np.float32)
         g = self.geo
-        kn.refresh_copies(wc, work, g[0], g[1], g[2], g[4], g[PATH])
+        kw.refresh_copies(wc, work, g[0], g[1], g[2], g[4], g[PATH])
         return wc
 
     def code_vector(self, optimizer: str = "sgd"):
@@ -148,7 +149,7 @@ class SparseInputs:
     def __init__(self, X: np.ndarray) -> None:
         X = _dense(X)
         rows = np.arange(len(X), dtype=np.int64)
-        self.cols, self.vals, self.starts = kn.sparse_rows(X, rows, _scale(X))
+        self.cols, self.vals, self.starts = kw.sparse_rows(X, rows, _scale(X))
         self.shape = X.shape
 
     def __len__(self) -> int:
@@ -172,7 +173,7 @@ def _dense(X):
 
 
 def _scale(X):
-    return kn.INV255 if X.dtype == np.uint8 else np.float32(1.0)
+    return kw.INV255 if X.dtype == np.uint8 else np.float32(1.0)
 
 
 def _inputs(X, net, rows=None):
@@ -188,7 +189,7 @@ def _inputs(X, net, rows=None):
             return X.cols, X.vals, X.starts, rows
         # a plain array: the CSR of just these rows, in their order (one pass, as an epoch
         # over the array would make anyway)
-        cols, vals, starts = kn.sparse_rows(X, rows, _scale(X))
+        cols, vals, starts = kw.sparse_rows(X, rows, _scale(X))
         return cols, vals, starts, np.arange(len(rows), dtype=np.int64)
 
     return len(X), csr

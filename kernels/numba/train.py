@@ -28,9 +28,8 @@ made train_loop slower to compile (7.6 s: one huge function for LLVM). The epoch
 as fast either way. A literal argument (a ``0`` written in a call) compiles a kernel
 once more for its own type: pass an int64.
 
-Geometry ``geo`` (int64, 6 x (L+1), rows SIZES .. AOFF): see :mod:`kernels.numba.net`.
-``codes`` (int64): activation, output, loss (0 cross-entropy, 1 mse), optimizer, arow.
-``hyper`` (float64, as given): momentum, beta1, beta2, eps, weight_decay.
+Geometry ``geo`` (int64, rows SIZES .. PATH), ``codes`` (int64: ACT .. AROW) and ``hyper``
+(float64, as given: MU .. WEIGHT_DECAY) are indexed by the names of :mod:`kernels.numba.codes`.
 """
 
 from __future__ import annotations
@@ -62,23 +61,25 @@ from kernels.numba.codes import (
     WEIGHT_DECAY,
     WOFF,
 )
+from kernels.numba.heads import (
+    activation_backward,
+    activation_forward,
+    mse,
+    softmax,
+    softmax_xent,
+)
 from kernels.numba.net import (
     ONE,
     TWO,
     ZERO,
-    activation_backward,
-    activation_forward,
     bias_backward,
     dense_backward,
     dense_forward,
-    mse,
-    refresh_copies,
-    softmax,
-    softmax_xent,
     sparse_backward,
     sparse_forward,
 )
 from kernels.numba.simd import LANES
+from kernels.numba.work import refresh_copies
 
 f32 = np.float32
 # parallel=True would also turn every np.zeros of a function into a parallel loop, each one
