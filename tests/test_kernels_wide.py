@@ -154,3 +154,35 @@ def test_layer_kernels_match_numpy(n_in, n_out, rows):
         store.update(out=out, dinp=dinp, dw=dw, db=db, dw0=dw0, db0=db0)
     for key in want:
         assert_matches(got[key], want[key], rtol=2e-5)
+
+
+@pytest.mark.parametrize("width", [200, 1000])
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_first_layer_split_by_lanes_matches_one_thread(width, name):
+    """A wide first layer (N_IN-width-10) on two threads is split by output lanes
+    (train_loop_lanes): exactly the arithmetic of one thread, and NumPy's to rounding."""
+    from kernels.numba import network
+
+    net = Net((N_IN, width, 10))
+    rng = np.random.default_rng(width)
+    params = (rng.standard_normal(net.n_params) * 0.1).astype(np.float32)
+    X = sparse_inputs(200, False, 11)
+    y = rng.integers(0, 10, len(X))
+    nb = kernels.backend("numba")
+    inputs = nb.prepare_inputs(X)
+    g = network.geometry(net, 40)
+    assert network._first_layer_leads(g, net, (inputs.cols, inputs.vals, inputs.starts, None))
+    order = rng.permutation(len(X))
+    lrs = np.full(5, 0.01 if name == "adam" else 0.1, np.float32)
+    runs = []
+    for backend, threads in (("numba", 1), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, name)
+        losses, _ = kb.train_steps(p, state, net, kb.prepare_inputs(X), y, order, 40, lrs,
+                                   Optimizer(name), 0, threads)  # fmt: skip
+        runs.append((losses, p))
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_allclose(runs[1][0], runs[2][0], rtol=2e-5)
+    if name == "sgd":  # (Adam turns rounding-level gradients into ±lr steps)
+        assert_matches(runs[1][1], runs[2][1], rtol=2e-5)

@@ -90,9 +90,12 @@ def dense_backward(dinp, dweight, dbias, dout, inp, weight):
         rowmap = np.arange(n_rows, dtype=np.int64)
         net.bias_backward(grad, b0, delta, o0, arow, n_rows, s)
         entries = len(vals)
+        t_starts = np.zeros(n_in + 2, np.int64)
+        t_rows, t_vals = np.zeros(entries, np.int64), np.zeros(entries, np.float32)
+        net.transpose_rows(t_starts, t_rows, t_vals, n_rows, cols, vals, starts, rowmap, 0,
+                           f32(1.0))  # fmt: skip
         net.sparse_backward(grad, 0, delta, o0, arow, n_rows, cols, vals, starts, rowmap, 0,
-                            f32(1.0), s, np.zeros(n_in + 2, np.int64),
-                            np.zeros(entries, np.int64), np.zeros(entries, np.float32))  # fmt: skip
+                            f32(1.0), s, 0, s, t_starts, t_rows, t_vals)  # fmt: skip
     else:
         path = net.dense_path(n_in, n_out, n_rows)
         wc = np.zeros(n_out * _lanes(n_in) + LANES, np.float32)

@@ -80,18 +80,20 @@ def dense_path(n_in: int, n_out: int, rows: int) -> int:
 
 
 @njit(cache=True)
-def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s):
-    """First layer: out[b] = bias + sum_k vals[k] * wt[cols[k]] over row b's entries.
+def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s, qa,
+                   qb):  # fmt: skip
+    """First layer, lanes qa..qb-1 (multiples of 16; threads split the lanes):
+    out[b] = bias + sum_k vals[k] * wt[cols[k]] over row b's entries.
 
     WIDE lanes (four vectors) at a time, held in registers, for every row of the batch
     before the next four: one broadcast of an entry serves four weight loads, and the
     weight columns a pass reads (fan_in x 256 bytes) stay in cache for all the rows. The
-    last s % WIDE lanes go 16 at a time. Rows AHEAD on are prefetched.
+    last (qb - qa) % WIDE lanes go 16 at a time. Rows AHEAD on are prefetched.
     """
-    wide = s - s % WIDE
-    for q in range(0, wide, WIDE):
+    wide = qb - (qb - qa) % WIDE
+    for q in range(qa, wide, WIDE):
         for b in range(n):
-            if q == 0 and r0 + b + AHEAD < rowmap.shape[0]:
+            if q == qa and r0 + b + AHEAD < rowmap.shape[0]:
                 ahead = starts[rowmap[r0 + b + AHEAD]]
                 prefetch_flat(cols, ahead)
                 prefetch_flat(vals, ahead)
@@ -113,9 +115,9 @@ def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bia
             vstore(out, at_out + 16, a1)
             vstore(out, at_out + 32, a2)
             vstore(out, at_out + 48, a3)
-    for q in range(wide, s, LANES):
+    for q in range(wide, qb, LANES):
         for b in range(n):
-            if wide == 0 and q == 0 and r0 + b + AHEAD < rowmap.shape[0]:
+            if wide == qa and q == qa and r0 + b + AHEAD < rowmap.shape[0]:
                 ahead = starts[rowmap[r0 + b + AHEAD]]
                 prefetch_flat(cols, ahead)
                 prefetch_flat(vals, ahead)
@@ -162,42 +164,42 @@ def transpose_rows(t_starts, t_rows, t_vals, n, cols, vals, starts, rowmap, r0, 
 
 
 @njit(cache=True)
-def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alpha, s, t_starts,
-                    t_rows, t_vals):  # fmt: skip
-    """First layer: gwt[cols[k]] += vals[k] * alpha * d[b] over every row's entries.
+def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alpha, s, qa, qb,
+                    t_starts, t_rows, t_vals):  # fmt: skip
+    """First layer, lanes qa..qb-1 (multiples of 16): gwt[cols[k]] += vals[k] * alpha * d[b]
+    over every row's entries.
 
     With gwt the weights themselves and alpha = -lr this is plain SGD, applied in place.
-    Wide layers go by input column (the batch transposed into t_*, see transpose_rows):
-    WIDE lanes of a weight row stay in registers while every row of the batch that has
-    that input adds to them (in row order), so a weight is read and written once per
-    batch, not once per row. The last s % WIDE lanes go row by row, 16 at a time.
+    Full WIDE blocks go by input column, from the batch transposed into t_* (with alpha)
+    by transpose_rows beforehand: WIDE lanes of a weight row stay in registers while every
+    row of the batch that has that input adds to them (in row order), so a weight is read
+    and written once per batch, not once per row. The last (qb - qa) % WIDE lanes go row
+    by row, 16 at a time.
     """
-    wide = s - s % WIDE
-    if wide > 0:
-        transpose_rows(t_starts, t_rows, t_vals, n, cols, vals, starts, rowmap, r0, alpha)
-        for q in range(0, wide, WIDE):
-            for i in range(t_starts.shape[0] - 2):
-                e0, e1 = t_starts[i], t_starts[i + 1]
-                if e0 == e1:
-                    continue
-                row = w0 + q + i * s
-                a0 = vload(gwt, row)
-                a1 = vload(gwt, row + 16)
-                a2 = vload(gwt, row + 32)
-                a3 = vload(gwt, row + 48)
-                for e in range(e0, e1):
-                    x = vsplat(at(t_vals, e))
-                    at_d = at(t_rows, e) * arow + d0 + q
-                    a0 = fma(x, vload(d, at_d), a0)
-                    a1 = fma(x, vload(d, at_d + 16), a1)
-                    a2 = fma(x, vload(d, at_d + 32), a2)
-                    a3 = fma(x, vload(d, at_d + 48), a3)
-                vstore(gwt, row, a0)
-                vstore(gwt, row + 16, a1)
-                vstore(gwt, row + 32, a2)
-                vstore(gwt, row + 48, a3)
+    wide = qb - (qb - qa) % WIDE
+    for q in range(qa, wide, WIDE):
+        for i in range(t_starts.shape[0] - 2):
+            e0, e1 = t_starts[i], t_starts[i + 1]
+            if e0 == e1:
+                continue
+            row = w0 + q + i * s
+            a0 = vload(gwt, row)
+            a1 = vload(gwt, row + 16)
+            a2 = vload(gwt, row + 32)
+            a3 = vload(gwt, row + 48)
+            for e in range(e0, e1):
+                x = vsplat(at(t_vals, e))
+                at_d = at(t_rows, e) * arow + d0 + q
+                a0 = fma(x, vload(d, at_d), a0)
+                a1 = fma(x, vload(d, at_d + 16), a1)
+                a2 = fma(x, vload(d, at_d + 32), a2)
+                a3 = fma(x, vload(d, at_d + 48), a3)
+            vstore(gwt, row, a0)
+            vstore(gwt, row + 16, a1)
+            vstore(gwt, row + 32, a2)
+            vstore(gwt, row + 48, a3)
     scale = vsplat(alpha)
-    for q in range(wide, s, LANES):
+    for q in range(wide, qb, LANES):
         for b in range(n):
             r = rowmap[r0 + b]
             dq = vmul(scale, vload(d, b * arow + d0 + q))

@@ -34,6 +34,7 @@ from kernels.numba.train import (
     loss_and_grads_rows,
     sum_rows,
     train_loop,
+    train_loop_lanes,
     train_loop_threads,
 )
 
@@ -41,6 +42,8 @@ from kernels.numba.train import (
 # MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
 # the gradient reduction eat the gain); batch 128 and 256: 25 ms vs 15 ms.
 PARALLEL_MIN_BATCH = 128
+# Smallest batch whose wide first layer train_steps splits between threads by lanes.
+LANES_MIN_BATCH = 16
 BLOCK = 256  # rows per pass in forward and loss_and_grads
 FORWARD_MIN_ROWS = 1024  # forward gives each thread at least this many rows (~0.15 ms)
 
@@ -274,6 +277,19 @@ def loss_and_grads(params, net: Net, X, targets):
     return float(np.float32(losses.sum(dtype=np.float32)) / np.float32(per_row)), grads
 
 
+def _first_layer_leads(g, net, inputs):
+    """Whether threads should split the first layer by lanes (train_loop_lanes) rather than
+    the batch by rows: a first layer of two WIDE blocks or more whose sparse work (entries
+    per row x width) is the larger part, or any network with BLAS layers (BLAS splits those
+    itself, and per-thread gradients of wide layers would cost a reduction per step)."""
+    if g.geo[1, 0] < 2 * kn.WIDE:
+        return False
+    starts = inputs[2]
+    per_row = (starts[-1] - starts[0]) / max(1, len(starts) - 1)
+    rest = sum(a * b for a, b in zip(net.sizes[1:], net.sizes[2:], strict=False))
+    return g.uses_blas or per_row * g.geo[1, 0] >= rest
+
+
 def _threads(threads):
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
@@ -328,16 +344,19 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     hyper = np.array([optimizer.momentum, optimizer.beta1, optimizer.beta2, optimizer.eps,
                       optimizer.weight_decay], np.float64)  # fmt: skip
     codes = g.code_vector(optimizer.name)
-    args = (work, wc, velocity, m, v, csr(order), labels, target, order, batch_size, lrs,
+    inputs = csr(order)
+    args = (work, wc, velocity, m, v, inputs, labels, target, order, batch_size, lrs,
             int(step0), g.geo, codes, hyper, losses, correct)  # fmt: skip
-    if g.uses_blas:
-        with _blas_limit(threads):
+    rows = min(batch_size, len(order))
+    with _blas_limit(threads) if g.uses_blas else contextlib.nullcontext():
+        if threads > 1 and rows >= LANES_MIN_BATCH and _first_layer_leads(g, net, inputs):
+            numba.set_num_threads(threads)
+            train_loop_lanes(*args, threads)
+        elif threads > 1 and rows >= PARALLEL_MIN_BATCH and not g.uses_blas:
+            numba.set_num_threads(threads)
+            train_loop_threads(*args, threads)
+        else:
             train_loop(*args)
-    elif threads > 1 and min(batch_size, len(order)) >= PARALLEL_MIN_BATCH:
-        numba.set_num_threads(threads)
-        train_loop_threads(*args, threads)
-    else:
-        train_loop(*args)
     g.unpack(params, work)
     for name, state in zip(names, states, strict=True):
         g.unpack(opt_state[name], state)

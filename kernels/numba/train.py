@@ -71,12 +71,14 @@ from kernels.numba.heads import (
 from kernels.numba.net import (
     ONE,
     TWO,
+    WIDE,
     ZERO,
     bias_backward,
     dense_backward,
     dense_forward,
     sparse_backward,
     sparse_forward,
+    transpose_rows,
 )
 from kernels.numba.simd import LANES
 from kernels.numba.work import refresh_copies
@@ -91,24 +93,30 @@ PRANGE_ONLY = ParallelOptions(
 
 
 @njit(cache=True, inline="always")
-def net_forward(pre, post, n, inputs, r0, work, geo, codes):
-    """pre/post = pre-activations and activations of every layer for n rows (batch row b
-    is CSR row rowmap[r0 + b] of inputs = (cols, vals, starts, rowmap)).
+def first_forward(pre, n, inputs, r0, work, geo, codes, qa, qb):
+    """Lanes qa..qb-1 of the first layer's pre-activations for n rows (batch row b is CSR
+    row rowmap[r0 + b] of inputs = (cols, vals, starts, rowmap))."""
+    cols, vals, starts, rowmap = inputs
+    sparse_forward(pre, geo[AOFF, 0], codes[AROW], n, cols, vals, starts, rowmap, r0, work,
+                   geo[WOFF, 0], work, geo[BOFF, 0], geo[STRIDE, 0], qa, qb)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def net_forward(pre, post, n, inputs, r0, work, geo, codes, qa, qb):
+    """pre/post = pre-activations and activations of every layer for n rows, the first
+    layer's lanes qa..qb-1 computed here (0, 0: the caller has computed them).
 
     The last layer's post is left alone for a softmax output (the head computes it).
     """
-    cols, vals, starts, rowmap = inputs
     act, out_act, arow = codes[ACT], codes[OUT_ACT], codes[AROW]
     n_layers = geo.shape[1] - 1
+    first_forward(pre, n, inputs, r0, work, geo, codes, qa, qb)
     for layer in range(n_layers):
         o0, s, m = geo[AOFF, layer], geo[STRIDE, layer], geo[SIZES, layer + 1]
-        w0, b0 = geo[WOFF, layer], geo[BOFF, layer]
-        if layer == 0:
-            sparse_forward(pre, o0, arow, n, cols, vals, starts, rowmap, r0, work, w0, work, b0,
-                           s)  # fmt: skip
-        else:
+        if layer > 0:
             dense_forward(pre, o0, post, geo[AOFF, layer - 1], arow, n, geo[SIZES, layer], work,
-                          w0, work, b0, s, geo[PATH, layer])  # fmt: skip
+                          geo[WOFF, layer], work, geo[BOFF, layer], s,
+                          geo[PATH, layer])  # fmt: skip
         if layer < n_layers - 1:
             activation_forward(post, pre, o0, arow, n, m, s, act)
         elif out_act != SOFTMAX:
@@ -130,14 +138,14 @@ def net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, scale, 
 
 
 @njit(cache=True, inline="always")
-def net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, codes):
-    """Backpropagate the output gradient (in delta) of n rows, adding into grad.
+def net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, codes, qa, qb):
+    """Backpropagate the output gradient (in delta) of n rows, adding into grad; the first
+    layer's weight gradient for lanes qa..qb-1 only (0, 0: the caller does it).
 
     The first layer's weight gradient goes into w_first scaled by alpha: grad and 1, or the
     weights themselves and -lr (in-place SGD).
     """
-    cols, vals, starts, rowmap = inputs
-    pre, post, delta, _, t_starts, t_rows, t_vals = scratch
+    pre, post, delta = scratch[0], scratch[1], scratch[2]
     act, arow = codes[ACT], codes[AROW]
     n_layers = geo.shape[1] - 1
     for layer in range(n_layers - 1, 0, -1):
@@ -147,10 +155,26 @@ def net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, co
                        i0, arow, n, m, work, wc, geo[COFF, layer], geo[SIZES, layer + 1],
                        geo[STRIDE, layer], s_in, geo[PATH, layer])  # fmt: skip
         activation_backward(delta, pre, post, i0, arow, n, m, s_in, act)
-    o0, s = geo[AOFF, 0], geo[STRIDE, 0]
-    bias_backward(grad, geo[BOFF, 0], delta, o0, arow, n, s)
-    sparse_backward(w_first, geo[WOFF, 0], delta, o0, arow, n, cols, vals, starts, rowmap, r0,
-                    alpha, s, t_starts, t_rows, t_vals)  # fmt: skip
+    bias_backward(grad, geo[BOFF, 0], delta, geo[AOFF, 0], arow, n, geo[STRIDE, 0])
+    if qb - qa >= WIDE:
+        transpose_first(scratch, n, inputs, r0, alpha)
+    first_backward(w_first, alpha, scratch, n, inputs, r0, geo, codes, qa, qb)
+
+
+@njit(cache=True, inline="always")
+def transpose_first(scratch, n, inputs, r0, alpha):
+    """The batch's first-layer inputs by column, times alpha, into scratch (sparse_backward)."""
+    cols, vals, starts, rowmap = inputs
+    transpose_rows(scratch[4], scratch[5], scratch[6], n, cols, vals, starts, rowmap, r0, alpha)
+
+
+@njit(cache=True, inline="always")
+def first_backward(w_first, alpha, scratch, n, inputs, r0, geo, codes, qa, qb):
+    """Lanes qa..qb-1 of the first layer's weight gradient, into w_first times alpha."""
+    cols, vals, starts, rowmap = inputs
+    sparse_backward(w_first, geo[WOFF, 0], scratch[2], geo[AOFF, 0], codes[AROW], n, cols, vals,
+                    starts, rowmap, r0, alpha, geo[STRIDE, 0], qa, qb, scratch[4], scratch[5],
+                    scratch[6])  # fmt: skip
 
 
 # error_model="numpy": a float division by zero gives inf as in NumPy (the trainer
@@ -208,11 +232,13 @@ def rows_grad(grad, w_first, alpha, scratch, inputs, labels, target, order, r0, 
               geo, codes, dscale):  # fmt: skip
     """Forward, loss and backward of rows order[r0:r0+n] (scratch = (pre, post, delta, lse)
     sized for n rows). Returns (sum of the rows' losses, rows classified right)."""
-    pre, post, delta, lse = scratch[:4]
-    net_forward(pre, post, n, inputs, r0, work, geo, codes)
+    pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
+    s0 = geo[STRIDE, 0]
+    net_forward(pre, post, n, inputs, r0, work, geo, codes, np.int64(0), s0)
     loss, hits = net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, dscale,
                           lse)  # fmt: skip
-    net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, codes)
+    net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, codes, np.int64(0),
+                 s0)
     return loss, hits
 
 
@@ -334,6 +360,54 @@ def train_loop_threads(work, wc, velocity, m, v, inputs, labels, target, order, 
         correct[j] = hits
 
 
+@njit(cache=True, parallel=PRANGE_ONLY)
+def train_loop_lanes(work, wc, velocity, m, v, inputs, labels, target, order, batch_size, lrs,
+                     step0, geo, codes, hyper, losses, correct, shards):  # fmt: skip
+    """train_loop with the wide first layer split between `shards` threads by output lanes
+    (blocks of WIDE), forward and backward: a thread owns its lanes of the weights, so
+    nothing is reduced and in-place SGD stays in place; the results do not depend on the
+    number of threads. The other layers run on this thread (BLAS ones with BLAS's threads).
+    """
+    n_classes = geo[SIZES, geo.shape[1] - 1]
+    opt = codes[OPT]
+    n_rows = order.shape[0]
+    rows = min(batch_size, n_rows)
+    pw = work.shape[0]
+    grad = np.zeros(pw, np.float32)
+    scratch = row_scratch(rows, codes[AROW], geo[SIZES, 0],
+                          most_entries(inputs, n_rows, batch_size))  # fmt: skip
+    pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
+    in_place = opt == SGD and f32(hyper[WEIGHT_DECAY]) == ZERO
+    w_first = work if in_place else grad
+    lo = geo[BOFF, 0] if in_place else 0
+    s0 = geo[STRIDE, 0]
+    blocks = -(-s0 // WIDE)
+    for j in range(losses.shape[0]):
+        r0 = j * batch_size
+        n = min(batch_size, n_rows - r0)
+        lr = lrs[j]
+        alpha = -lr if in_place else ONE
+        dscale, lscale = scales(codes, n, n_classes)
+        for t in prange(shards):
+            qa = min(s0, blocks * t // shards * WIDE)
+            qb = min(s0, blocks * (t + 1) // shards * WIDE)
+            first_forward(pre, n, inputs, r0, work, geo, codes, qa, qb)
+        net_forward(pre, post, n, inputs, r0, work, geo, codes, np.int64(0), np.int64(0))
+        loss, hits = net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, dscale,
+                              lse)  # fmt: skip
+        net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, geo, codes, np.int64(0),
+                     np.int64(0))  # fmt: skip
+        transpose_first(scratch, n, inputs, r0, alpha)
+        for t in prange(shards):
+            qa = min(s0, blocks * t // shards * WIDE)
+            qb = min(s0, blocks * (t + 1) // shards * WIDE)
+            first_backward(w_first, alpha, scratch, n, inputs, r0, geo, codes, qa, qb)
+        update(work, grad, lo, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
+        refresh(wc, work, geo)
+        losses[j] = loss * lscale
+        correct[j] = hits
+
+
 @njit(cache=True, nogil=True)
 def forward_rows(out, work, inputs, geo, codes, r0, r1, block):
     """out[r] = the network's output for CSR row rowmap[r] of inputs, r0 <= r < r1, in
@@ -350,7 +424,7 @@ def forward_rows(out, work, inputs, geo, codes, r0, r1, block):
     pre, post, _, lse, _, _, _ = row_scratch(block, arow, 0, 0)
     for start in range(r0, r1, block):
         n = min(block, r1 - start)
-        net_forward(pre, post, n, inputs, start, work, geo, codes)
+        net_forward(pre, post, n, inputs, start, work, geo, codes, np.int64(0), geo[STRIDE, 0])
         if codes[OUT_ACT] == SOFTMAX:
             softmax(post, pre, o0, arow, n, m, s, lse)
         for b in range(n):
