@@ -79,8 +79,9 @@ def grid_table(group: str, benches: list[dict]) -> list[str]:
         f"### {group}",
         "",
         "| hidden : batch | fastmlp uint8 | fastmlp float32 | NumPy loop | PyTorch "
-        "| vs NumPy (uint8, float32) | vs PyTorch (uint8, float32) | float32 / uint8 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| vs NumPy (uint8, float32) | vs PyTorch (uint8, float32) | float32 / uint8 "
+        "| whole fit() call, uint8 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def key(bench):
@@ -89,7 +90,12 @@ def grid_table(group: str, benches: list[dict]) -> list[str]:
 
     for bench in sorted(benches, key=key):
         extra = bench.get("extra_info", {})
-        med = {name: statistics.median(times) for name, times in extra["seconds"].items() if times}
+        skip = extra.get("warmup_rounds", 0)
+        med = {
+            name: statistics.median(times[skip:] or times)
+            for name, times in extra["seconds"].items()
+            if times
+        }
         u8, f32 = med.get("fastmlp uint8"), med.get("fastmlp float32")
         peers = [med.get("numpy loop"), med.get("pytorch")]
 
@@ -99,8 +105,13 @@ def grid_table(group: str, benches: list[dict]) -> list[str]:
             + " | ".join(cells)
             + f" | {_both(peers[0], u8, f32)} | {_both(peers[1], u8, f32)} | "
             + (f"{f32 / u8:.2f} |" if u8 and f32 else "- |")
+            + (f" {fmt_time(med['fastmlp uint8 fit'])} |" if "fastmlp uint8 fit" in med else " - |")
         )
-    rounds = {len(t) for b in benches for t in b["extra_info"]["seconds"].values()}
+    rounds = {
+        len(t) - b["extra_info"].get("warmup_rounds", 0)
+        for b in benches
+        for t in b["extra_info"]["seconds"].values()
+    }
     lines.append("")
     lines.append(f"Medians of {', '.join(map(str, sorted(rounds)))} interleaved rounds; seconds "
                  "per 60,000-image epoch.")  # fmt: skip

@@ -158,11 +158,13 @@ def test_layer_kernels_match_numpy(n_in, n_out, rows):
 
 @pytest.mark.parametrize("width", [200, 1000])
 @pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_first_layer_split_by_lanes_matches_one_thread(width, name):
-    """A wide first layer (N_IN-width-10) on two threads is split by output lanes
+def test_first_layer_split_by_lanes_matches_one_thread(numba_paths, width, name):
+    """A wide first layer (N_IN-width-10, our dense kernels) on two threads is split by output
+    lanes
     (train_loop_lanes): exactly the arithmetic of one thread, and NumPy's to rounding."""
     from kernels.numba import network
 
+    numba_paths(False)
     net = Net((N_IN, width, 10))
     rng = np.random.default_rng(width)
     params = (rng.standard_normal(net.n_params) * 0.1).astype(np.float32)

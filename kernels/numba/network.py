@@ -38,11 +38,13 @@ from kernels.numba.train import (
     train_loop_threads,
 )
 
-# Smallest batch train_steps splits between threads. Measured on 2 cores (784-16-16-10,
+# Smallest batch train_steps splits between threads by rows. Measured on 2 cores (784-16-16-10,
 # MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
-# the gradient reduction eat the gain); batch 128 and 256: 25 ms vs 15 ms.
+# the gradient reduction eat the gain); batch 128 and 256: 25 ms vs 15 ms. 784-256-256-10
+# at batch 128: one thread 0.50 s, two 0.29-0.31 s.
 PARALLEL_MIN_BATCH = 128
-# Smallest batch whose wide first layer train_steps splits between threads by lanes.
+# Smallest batch whose wide first layer train_steps splits between threads by lanes. Measured
+# on 2 cores, 784-800-10: batch 32, one thread 0.62 s/epoch, two by lanes 0.41 s.
 LANES_MIN_BATCH = 16
 BLOCK = 256  # rows per pass in forward and loss_and_grads
 FORWARD_MIN_ROWS = 1024  # forward gives each thread at least this many rows (~0.15 ms)
@@ -280,14 +282,16 @@ def loss_and_grads(params, net: Net, X, targets):
 def _first_layer_leads(g, net, inputs):
     """Whether threads should split the first layer by lanes (train_loop_lanes) rather than
     the batch by rows: a first layer of two WIDE blocks or more whose sparse work (entries
-    per row x width) is the larger part, or any network with BLAS layers (BLAS splits those
-    itself, and per-thread gradients of wide layers would cost a reduction per step)."""
-    if g.geo[1, 0] < 2 * kn.WIDE:
+    per row x width) is the larger part. Never with BLAS layers: their threads are BLAS's,
+    and BLAS threads spinning between calls while Numba's run made an epoch of
+    784-1024-1024-10 at batch 128 on 2 cores take 7.0 s, against 2.1 s with the first layer
+    on one thread and BLAS on two (3.0 s with BLAS on one)."""
+    if g.uses_blas or g.geo[1, 0] < 2 * kn.WIDE:
         return False
     starts = inputs[2]
     per_row = (starts[-1] - starts[0]) / max(1, len(starts) - 1)
     rest = sum(a * b for a, b in zip(net.sizes[1:], net.sizes[2:], strict=False))
-    return g.uses_blas or per_row * g.geo[1, 0] >= rest
+    return per_row * g.geo[1, 0] >= rest
 
 
 def _threads(threads):
