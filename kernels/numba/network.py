@@ -30,6 +30,7 @@ from kernels.numba import work as kw
 from kernels.numba.codes import ACT_CODES, GEO_ROWS, OPT_CODES, PATH, PATH_BLAS, PATH_OWN
 from kernels.numba.simd import LANES
 from kernels.numba.train import (
+    forward_dense_rows,
     forward_rows,
     loss_and_grads_rows,
     sum_rows,
@@ -226,23 +227,25 @@ def forward(params, net: Net, X):
     out = np.empty((n, net.sizes[-1]), np.float32)
     if n == 0:
         return out
-    args = (out, g.pack(params), csr(np.arange(n, dtype=np.int64)), g.geo, g.code_vector())
-    if g.uses_blas:  # BLAS brings its own threads: one slice
-        with _blas_limit(numba.get_num_threads()):
-            forward_rows(*args, 0, n, BLOCK)
-        return out
-    # One slice of the rows per thread, this one taking the first: forward_rows runs without
-    # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more).
-    # A row's output does not depend on the slicing.
+    work = g.pack(params)
+    if isinstance(X, SparseInputs):
+        kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.geo,
+                                      g.code_vector())  # fmt: skip
+    else:  # an array: each block gathers its own rows' entries (no pass over X first)
+        kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.geo, g.code_vector())
+    # One slice of the rows per thread, this one taking the first: the kernels run without
+    # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more),
+    # BLAS on one thread within each. A row's output does not depend on the slicing.
     threads = max(1, min(numba.get_num_threads(), n // FORWARD_MIN_ROWS))
     cuts = [n * t // threads for t in range(threads + 1)]
-    jobs = [
-        _forward_pool(os.getpid()).submit(forward_rows, *args, a, b, BLOCK)
-        for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
-    ]
-    forward_rows(*args, cuts[0], cuts[1], BLOCK)
-    for job in jobs:
-        job.result()
+    with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
+        jobs = [
+            _forward_pool(os.getpid()).submit(kernel, *args, a, b, BLOCK)
+            for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
+        ]
+        kernel(*args, cuts[0], cuts[1], BLOCK)
+        for job in jobs:
+            job.result()
     return out
 
 

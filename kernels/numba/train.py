@@ -81,7 +81,7 @@ from kernels.numba.net import (
     transpose_rows,
 )
 from kernels.numba.simd import LANES
-from kernels.numba.work import refresh_copies
+from kernels.numba.work import gather_rows, refresh_copies
 
 f32 = np.float32
 # parallel=True would also turn every np.zeros of a function into a parallel loop, each one
@@ -425,6 +425,30 @@ def forward_rows(out, work, inputs, geo, codes, r0, r1, block):
     for start in range(r0, r1, block):
         n = min(block, r1 - start)
         net_forward(pre, post, n, inputs, start, work, geo, codes, np.int64(0), geo[STRIDE, 0])
+        if codes[OUT_ACT] == SOFTMAX:
+            softmax(post, pre, o0, arow, n, m, s, lse)
+        for b in range(n):
+            for c in range(m):
+                out[start + b, c] = post[b * arow + o0 + c]
+
+
+@njit(cache=True, nogil=True)
+def forward_dense_rows(out, work, X, scale, geo, codes, r0, r1, block):
+    """forward_rows for the rows of an array X (uint8 or float32): each block's non-zero
+    entries gathered into scratch first, no pass over the whole array before."""
+    last = geo.shape[1] - 2
+    o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
+    arow = codes[AROW]
+    pre, post, _, lse, _, _, _ = row_scratch(block, arow, 0, 0)
+    cols = np.empty(block * X.shape[1] + LANES, np.uint32)
+    vals = np.empty(block * X.shape[1] + LANES, np.float32)
+    starts = np.empty(block + 1, np.int64)
+    inputs = (cols, vals, starts, np.arange(block))
+    for start in range(r0, r1, block):
+        n = min(block, r1 - start)
+        gather_rows(cols, vals, starts, X, start, n, scale)
+        net_forward(pre, post, n, inputs, np.int64(0), work, geo, codes, np.int64(0),
+                    geo[STRIDE, 0])  # fmt: skip
         if codes[OUT_ACT] == SOFTMAX:
             softmax(post, pre, o0, arow, n, m, s, lse)
         for b in range(n):
