@@ -188,3 +188,23 @@ def test_first_layer_split_by_lanes_matches_one_thread(numba_paths, width, name)
     np.testing.assert_allclose(runs[1][0], runs[2][0], rtol=2e-5)
     if name == "sgd":  # (Adam turns rounding-level gradients into ±lr steps)
         assert_matches(runs[1][1], runs[2][1], rtol=2e-5)
+
+
+@pytest.mark.parametrize("uint8", [True, False], ids=["uint8", "float32"])
+def test_prepare_inputs_is_the_csr_of_every_row(uint8):
+    """Rows enough for prepare_inputs to fill slices on several threads: the same CSR as one
+    pass, and the same as the non-zero entries NumPy finds (x / 255 for uint8)."""
+    from kernels.numba import work
+
+    X = sparse_inputs(5000, uint8, 12)
+    prepared = kernels.backend("numba").prepare_inputs(X)
+    scale = np.float32(1 / 255) if uint8 else np.float32(1)
+    cols, vals, starts = work.sparse_rows(X, np.arange(len(X), dtype=np.int64), scale)
+    total = starts[-1]
+    np.testing.assert_array_equal(prepared.starts, starts)
+    np.testing.assert_array_equal(prepared.cols[:total], cols[:total])
+    np.testing.assert_array_equal(prepared.vals[:total], vals[:total])
+    rows, columns = np.nonzero(X)
+    np.testing.assert_array_equal(prepared.cols[:total], columns)
+    np.testing.assert_array_equal(prepared.vals[:total], X[rows, columns].astype(np.float32) * scale)
+    assert len(prepared) == 5000 and prepared.shape == X.shape

@@ -155,7 +155,18 @@ class SparseInputs:
     def __init__(self, X: np.ndarray) -> None:
         X = _dense(X)
         rows = np.arange(len(X), dtype=np.int64)
-        self.cols, self.vals, self.starts = kw.sparse_rows(X, rows, _scale(X))
+        self.cols, self.vals, self.starts = kw.sparse_rows_alloc(X, rows)
+        # slices of the rows filled by as many threads as there are cores to use
+        threads = max(1, min(numba.get_num_threads(), len(X) // FORWARD_MIN_ROWS))
+        cuts = [len(X) * t // threads for t in range(threads + 1)]
+        fill = (self.cols, self.vals, self.starts, X, rows)
+        jobs = [
+            _forward_pool(os.getpid()).submit(kw.sparse_rows_fill, *fill, a, b, _scale(X))
+            for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
+        ]
+        kw.sparse_rows_fill(*fill, cuts[0], cuts[1], _scale(X))
+        for job in jobs:
+            job.result()
         self.shape = X.shape
 
     def __len__(self) -> int:

@@ -75,7 +75,7 @@ def refresh_copies(wc, work, sizes, stride, woff, coff, path):
 # Input: the non-zero entries of the rows, in compressed sparse rows (CSR).
 # ---------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_nonzero(X, rows):
     """Non-zero entries (NaN included) of each X[rows[j]]."""
     counts = np.empty(rows.shape[0], np.int64)
@@ -88,33 +88,44 @@ def count_nonzero(X, rows):
     return counts
 
 
+@njit(cache=True, nogil=True)
+def sparse_rows_fill(cols, vals, starts, X, rows, j0, j1, scale):
+    """Entries of X[rows[j]] for j0 <= j < j1 into cols/vals at starts[j] (counted before).
+    Without the GIL: threads fill slices of the rows at once."""
+    full = X.shape[1] - X.shape[1] % LANES
+    k = starts[j0]
+    for j in range(j0, j1):
+        k = compress_row(cols, vals, k, X, rows[j], full, scale)
+
+
 @njit(cache=True)
 def sparse_rows(X, rows, scale):
     """CSR of X[rows] (uint8 or float32, any number of columns): (cols uint32, vals float32
-    = x * scale, starts int64), row j's entries at starts[j]:starts[j+1].
+    = x * scale, starts int64), row j's entries at starts[j]:starts[j+1]; cols and vals
+    have 16 entries of room past the last (the vector compress writes 16 lanes).
 
     Built once per fit (or per call for a plain array), so that an epoch reads about 150
     entries of an MNIST row instead of its 784 columns, whatever the input's dtype. Sixteen
-    columns at a time with a branch-free vector compress (16 entries of room at the end),
-    the last fan_in % 16 one by one.
+    columns at a time with a branch-free vector compress, the last fan_in % 16 one by one.
     """
-    n_in = X.shape[1]
-    full = n_in - n_in % LANES
+    cols, vals, starts = sparse_rows_alloc(X, rows)
+    sparse_rows_fill(cols, vals, starts, X, rows, 0, rows.shape[0], scale)
+    return cols, vals, starts
+
+
+@njit(cache=True, nogil=True)
+def sparse_rows_alloc(X, rows):
+    """(cols, vals, starts) for the CSR of X[rows]: starts counted, cols/vals to be filled."""
     counts = count_nonzero(X, rows)
     starts = np.empty(rows.shape[0] + 1, np.int64)
     starts[0] = 0
     for j in range(rows.shape[0]):
         starts[j + 1] = starts[j] + counts[j]
     total = starts[rows.shape[0]]
-    cols = np.empty(total + LANES, np.uint32)
-    vals = np.empty(total + LANES, np.float32)
-    k = 0
-    for j in range(rows.shape[0]):
-        k = compress_row(cols, vals, k, X, rows[j], full, scale)
-    return cols, vals, starts
+    return np.empty(total + LANES, np.uint32), np.empty(total + LANES, np.float32), starts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def compress_row(cols, vals, k, X, r, full, scale):
     """Append the non-zero entries of X[r] to cols/vals from k (16 entries of room past the
     last one); return the new k. full: the columns a vector compress takes, 16 at a time."""
