@@ -153,6 +153,15 @@ class NumpyLoopTrainer:
         self.rows, self.batch, self.rng = rows, batch, rng
         self.loss = None
 
+    def forward(self):
+        """Softmax probabilities of every row of X (inference)."""
+        a, last = self.X, len(self.layers) - 1
+        for i, (W, b) in enumerate(self.layers):
+            a = a @ W + b
+            a = np.maximum(a, 0) if i < last else a
+        e = np.exp(a - a.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
     def epoch(self):
         lr, last = np.float32(LR), len(self.layers) - 1
         order = self.rng.permutation(len(self.X))[: self.rows]

@@ -96,3 +96,50 @@ def _timed(trainer, rows=None):
         if isinstance(trainer, FitTrainer):
             trainer.X, trainer.y = saved_xy
     return took
+
+
+INFER_WIDTHS = [(16, 16), (64, 64), (256, 256), (800,), (1024, 1024)]
+
+
+@pytest.mark.parametrize("hidden", INFER_WIDTHS, ids=["-".join(map(str, h)) for h in INFER_WIDTHS])
+def test_inference_grid(run, benchmark, data, full, hidden):
+    """Probabilities of the 10,000 test images: ``MLP.predict_proba`` on the uint8 images,
+    against the NumPy loop's forward (``x @ W + b``, on float32 made once) and PyTorch
+    (no_grad), interleaved as test_grid; weights from one round of training on 4,096
+    images (realistic activations, for ReLU's zeros)."""
+    from fastmlp import MLP
+
+    Xt, yt = data["Xt"], data["yt"]
+    model = MLP((Xt.shape[1], *hidden, 10))
+    model.fit(data["X"][:4096], data["y"][:4096], epochs=1, progress=False)
+    numpy_loop = NumpyLoopTrainer(Xt, yt, len(Xt), hidden=hidden)
+    contestants = {"fastmlp uint8": lambda: model.predict_proba(Xt),
+                   "numpy loop": numpy_loop.forward}  # fmt: skip
+    try:
+        import torch
+
+        trainer = TorchTrainer(torch, Xt, yt, len(Xt), hidden=hidden, threads=THREADS)
+        tX = torch.from_numpy(Xt.astype(np.float32) / np.float32(255))
+
+        def torch_forward():
+            with torch.no_grad():
+                return torch.softmax(trainer.model(tX), dim=1)
+
+        contestants["pytorch"] = torch_forward
+    except ImportError:
+        pass
+    for fn in contestants.values():
+        fn()
+    seconds = {name: [] for name in contestants}
+    rng = np.random.default_rng(1)
+
+    def one_round():
+        for name in rng.permutation(list(contestants)):
+            started = time.perf_counter()
+            contestants[name]()
+            seconds[name].append((time.perf_counter() - started) * 10_000 / len(Xt))
+
+    benchmark.group = "grid inference: the 10,000 test images, seconds per pass"
+    benchmark.extra_info.update(hidden=list(hidden), rows=len(Xt), threads=THREADS,
+                                seconds=seconds, warmup_rounds=1 if full else 0)  # fmt: skip
+    run(one_round, rounds=5)

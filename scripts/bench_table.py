@@ -118,6 +118,27 @@ def grid_table(group: str, benches: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def inference_grid_table(group: str, benches: list[dict]) -> list[str]:
+    """Inference of the test images per width (test_bench_grid.py::test_inference_grid)."""
+    lines = [
+        f"### {group}",
+        "",
+        "| hidden | fastmlp (uint8 images) | NumPy loop | PyTorch | vs NumPy | vs PyTorch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for bench in sorted(benches, key=lambda b: max(b["extra_info"]["hidden"])):
+        extra = bench["extra_info"]
+        skip = extra.get("warmup_rounds", 0)
+        med = {k: statistics.median(v[skip:] or v) for k, v in extra["seconds"].items() if v}
+        ours = med.get("fastmlp uint8")
+        peers = [med.get("numpy loop"), med.get("pytorch")]
+        cells = [fmt_time(v) if v is not None else "-" for v in (ours, *peers)]
+        ratios = [f"{p / ours:.2f}x" if p and ours else "-" for p in peers]
+        lines.append(f"| {'-'.join(map(str, extra['hidden']))} | " + " | ".join(cells + ratios)
+                     + " |")  # fmt: skip
+    return [*lines, ""]
+
+
 def machine_lines(data: dict) -> list[str]:
     info = data.get("machine_info", {})
     cpu = info.get("cpu", {})
@@ -154,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out: list[str] = []
     for group in sorted(groups, key=lambda g: (not g.startswith("train"), g)):
-        if group.startswith("grid"):
+        if group.startswith("grid inference"):
+            out += inference_grid_table(group, groups[group])
+        elif group.startswith("grid"):
             out += grid_table(group, groups[group])
         else:
             out += group_table(group, groups[group])
