@@ -248,10 +248,10 @@ def hot_kernels():
     """The compiled kernels a training step and a forward pass run, callers before callees."""
     from kernels.numba import heads, net, work
 
-    for name in ["train_loop", "forward_rows", "rows_grad", "scales", "net_forward", "net_head",
-                 "net_backward"]:  # fmt: skip
+    for name in ["train_loop", "forward_dense_rows", "rows_grad", "scales", "net_forward",
+                 "net_head", "net_backward"]:  # fmt: skip
         yield name, uninlined()[name]
-    for name in ["sparse_rows", "sparse_forward", "transpose_rows", "sparse_backward",
+    for name in ["gather_rows", "compress_row", "sparse_forward", "transpose_rows", "sparse_backward",
                  "dense_forward", "dense_backward", "bias_backward", "activation_forward",
                  "activation_backward", "softmax_xent", "mse", "softmax", "argmax"]:  # fmt: skip
         yield name, next(getattr(m, name) for m in (net, heads, work) if hasattr(m, name))

@@ -94,8 +94,20 @@ def sparse_rows_fill(cols, vals, starts, X, rows, j0, j1, scale):
     Without the GIL: threads fill slices of the rows at once."""
     full = X.shape[1] - X.shape[1] % LANES
     k = starts[j0]
+    # The vector compress writes 16 entries past a row's last: near the end of a slice that
+    # is another thread's slice, so the rows there are written one entry at a time.
+    limit = starts[j1] - LANES if j1 < rows.shape[0] else starts[j1] + LANES
     for j in range(j0, j1):
-        k = compress_row(cols, vals, k, X, rows[j], full, scale)
+        if starts[j + 1] <= limit:
+            k = compress_row(cols, vals, k, X, rows[j], full, scale)
+        else:
+            r = rows[j]
+            for i in range(X.shape[1]):
+                x = X[r, i]
+                if x != 0:
+                    cols[k] = i
+                    vals[k] = f32(x) * scale
+                    k += 1
 
 
 @njit(cache=True)
@@ -144,7 +156,7 @@ def gather_rows(cols, vals, starts, X, r0, n, scale):
     """CSR of X[r0:r0+n] into scratch sized for n full rows (cols/vals n * fan_in + 16,
     starts n + 1): one pass, no counting (forward's blocks)."""
     full = X.shape[1] - X.shape[1] % LANES
-    k = 0
+    k = np.int64(0)
     for b in range(n):
         starts[b] = k
         k = compress_row(cols, vals, k, X, r0 + b, full, scale)
