@@ -147,7 +147,7 @@ def _check_params(params, net):
 
 class SparseInputs:
     """The rows of an input array as compressed sparse rows, built once (:func:`prepare_inputs`)
-    and read by every epoch: ``cols`` (uint32), ``vals`` (float32, x/255 for uint8 pixels),
+    and read by every epoch: ``cols`` (uint16, uint32 past 65,536 columns), ``vals`` (float32, x/255 for uint8 pixels),
     ``starts`` (int64, row r's entries at ``starts[r]:starts[r+1]``). ``len()`` and ``shape``
     are those of the array it was built from. The copy does not follow later changes of
     that array."""
@@ -249,12 +249,17 @@ def forward(params, net: Net, X):
     # BLAS on one thread within each. A row's output does not depend on the slicing.
     threads = max(1, min(numba.get_num_threads(), n // FORWARD_MIN_ROWS))
     cuts = [n * t // threads for t in range(threads + 1)]
+    def scratch():  # the block's column numbers, for a dense X (one per thread)
+        if kernel is forward_rows:
+            return ()
+        return (np.empty(BLOCK * X.shape[1] + LANES, kw.column_dtype(X.shape[1])),)
+
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
         jobs = [
-            _forward_pool(os.getpid()).submit(kernel, *args, a, b, BLOCK)
+            _forward_pool(os.getpid()).submit(kernel, *args, a, b, BLOCK, *scratch())
             for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
         ]
-        kernel(*args, cuts[0], cuts[1], BLOCK)
+        kernel(*args, cuts[0], cuts[1], BLOCK, *scratch())
         for job in jobs:
             job.result()
     return out

@@ -433,14 +433,14 @@ def forward_rows(out, work, inputs, geo, codes, r0, r1, block):
 
 
 @njit(cache=True, nogil=True)
-def forward_dense_rows(out, work, X, scale, geo, codes, r0, r1, block):
+def forward_dense_rows(out, work, X, scale, geo, codes, r0, r1, block, cols):
     """forward_rows for the rows of an array X (uint8 or float32): each block's non-zero
-    entries gathered into scratch first, no pass over the whole array before."""
+    entries gathered into scratch first (cols: block * fan_in + 16 column numbers, of the
+    type training uses), no pass over the whole array before."""
     last = geo.shape[1] - 2
     o0, m, s = geo[AOFF, last], geo[SIZES, last + 1], geo[STRIDE, last]
     arow = codes[AROW]
     pre, post, _, lse, _, _, _ = row_scratch(block, arow, 0, 0)
-    cols = np.empty(block * X.shape[1] + LANES, np.uint32)
     vals = np.empty(block * X.shape[1] + LANES, np.float32)
     starts = np.empty(block + 1, np.int64)
     inputs = (cols, vals, starts, np.arange(block))
