@@ -172,4 +172,5 @@ def gather_rows(cols, vals, starts, X, r0, n, scale):
     for b in range(n):
         starts[b] = k
         k = compress_row(cols, vals, k, X, r0 + b, full, scale)
-    starts[n] = k
+    for b in range(n, starts.shape[0]):  # rows past n empty (sparse_forward looks ahead)
+        starts[b] = k
