@@ -280,6 +280,11 @@ class _Stepper:
             self.distort = Distorter(
                 inputs, options.augment, options.batch_size, model.backend, CHUNKS_PER_EPOCH
             )
+        else:
+            # The backend's copy of the rows for every epoch (numba: their non-zero entries,
+            # made once, so an epoch costs the same for uint8 and float inputs). Distorted
+            # chunks are new rows every time and go to train_steps as they are.
+            self.inputs = model.kernels.prepare_inputs(inputs)
 
     def snapshot(self) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
         """Copies of the parameters, the optimizer state and the step count, to go back to."""

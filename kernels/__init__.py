@@ -44,7 +44,7 @@ BACKENDS: tuple[str, ...] = ("python", "numpy", "numba")
 _MODULES = {
     "python": "kernels.pure_python",
     "numpy": "kernels.numpy_backend",
-    "numba": "kernels.numba_backend",
+    "numba": "kernels.numba",
 }
 
 __all__ = [

@@ -298,6 +298,11 @@ def _backward(layers, net, x, zs, acts, target):
     return loss, grads
 
 
+def prepare_inputs(X):
+    """X itself: this backend reads the rows as given (the numba backend makes a sparse copy)."""
+    return X
+
+
 def forward(params, net: Net, X):
     """The outputs (N, sizes[-1]) float32 of the network for the rows of X (N, sizes[0])."""
     layers = _unflatten(params.tolist(), net.sizes)

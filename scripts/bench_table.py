@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -65,6 +66,79 @@ def group_table(group: str, benches: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _both(peer, u8, f32) -> str:
+    if peer is None or u8 is None or f32 is None:
+        return "-"
+    return f"{peer / u8:.2f}x, {peer / f32:.2f}x"
+
+
+def grid_table(group: str, benches: list[dict]) -> list[str]:
+    """The width x batch x input-type grid (benchmarks/test_bench_grid.py): the median of each
+    contestant's per-round times, and fastmlp's speed-up against each peer of the same run."""
+    lines = [
+        f"### {group}",
+        "",
+        "| hidden : batch | fastmlp uint8 | fastmlp float32 | NumPy loop | PyTorch "
+        "| vs NumPy (uint8, float32) | vs PyTorch (uint8, float32) | float32 / uint8 "
+        "| whole fit() call, uint8 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def key(bench):
+        extra = bench.get("extra_info", {})
+        return (max(extra.get("hidden", [0])), extra.get("batch", 0))
+
+    for bench in sorted(benches, key=key):
+        extra = bench.get("extra_info", {})
+        skip = extra.get("warmup_rounds", 0)
+        med = {
+            name: statistics.median(times[skip:] or times)
+            for name, times in extra["seconds"].items()
+            if times
+        }
+        u8, f32 = med.get("fastmlp uint8"), med.get("fastmlp float32")
+        peers = [med.get("numpy loop"), med.get("pytorch")]
+
+        cells = [fmt_time(v) if v is not None else "-" for v in (u8, f32, *peers)]
+        lines.append(
+            f"| {'-'.join(map(str, extra['hidden']))} : {extra['batch']} | "
+            + " | ".join(cells)
+            + f" | {_both(peers[0], u8, f32)} | {_both(peers[1], u8, f32)} | "
+            + (f"{f32 / u8:.2f} |" if u8 and f32 else "- |")
+            + (f" {fmt_time(med['fastmlp uint8 fit'])} |" if "fastmlp uint8 fit" in med else " - |")
+        )
+    rounds = {
+        len(t) - b["extra_info"].get("warmup_rounds", 0)
+        for b in benches
+        for t in b["extra_info"]["seconds"].values()
+    }
+    lines.append("")
+    lines.append(f"Medians of {', '.join(map(str, sorted(rounds)))} interleaved rounds; seconds "
+                 "per 60,000-image epoch.")  # fmt: skip
+    return [*lines, ""]
+
+
+def inference_grid_table(group: str, benches: list[dict]) -> list[str]:
+    """Inference of the test images per width (test_bench_grid.py::test_inference_grid)."""
+    lines = [
+        f"### {group}",
+        "",
+        "| hidden | fastmlp (uint8 images) | NumPy loop | PyTorch | vs NumPy | vs PyTorch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for bench in sorted(benches, key=lambda b: max(b["extra_info"]["hidden"])):
+        extra = bench["extra_info"]
+        skip = extra.get("warmup_rounds", 0)
+        med = {k: statistics.median(v[skip:] or v) for k, v in extra["seconds"].items() if v}
+        ours = med.get("fastmlp uint8")
+        peers = [med.get("numpy loop"), med.get("pytorch")]
+        cells = [fmt_time(v) if v is not None else "-" for v in (ours, *peers)]
+        ratios = [f"{p / ours:.2f}x" if p and ours else "-" for p in peers]
+        lines.append(f"| {'-'.join(map(str, extra['hidden']))} | " + " | ".join(cells + ratios)
+                     + " |")  # fmt: skip
+    return [*lines, ""]
+
+
 def machine_lines(data: dict) -> list[str]:
     info = data.get("machine_info", {})
     cpu = info.get("cpu", {})
@@ -101,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out: list[str] = []
     for group in sorted(groups, key=lambda g: (not g.startswith("train"), g)):
-        out += group_table(group, groups[group])
+        if group.startswith("grid inference"):
+            out += inference_grid_table(group, groups[group])
+        elif group.startswith("grid"):
+            out += grid_table(group, groups[group])
+        else:
+            out += group_table(group, groups[group])
     out += machine_lines(data)
     print("\n".join(out))
     return 0

@@ -16,7 +16,7 @@ import kernels
 from kernels import Net
 
 KERNELS_DIR = Path(kernels.__file__).parent
-NUMBA_MODULE = KERNELS_DIR / "numba_backend.py"  # written separately: may not exist yet
+NUMBA_MODULE = KERNELS_DIR / "numba" / "__init__.py"  # written separately: may not exist yet
 
 
 def numba_import_error() -> BaseException | None:
@@ -31,7 +31,7 @@ def numba_import_error() -> BaseException | None:
 
 
 def available_backends() -> list[str]:
-    """``python``, ``numpy``, and ``numba`` once kernels/numba_backend.py exists and imports."""
+    """``python``, ``numpy``, and ``numba`` once kernels/numba/ exists and imports."""
     names = ["python", "numpy"]
     if NUMBA_MODULE.exists() and numba_import_error() is None:
         names.append("numba")

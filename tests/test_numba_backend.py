@@ -22,6 +22,7 @@ from numba import types as nbtypes
 import kernels
 from kernels import ACTIVATIONS, Net, Optimizer, optimizer_state
 from kernels.layout import VALID_HEADS
+from kernels.numba import network
 
 nb = kernels.backend("numba")
 npb = kernels.backend("numpy")
@@ -140,6 +141,7 @@ def test_the_threaded_path_is_taken():
     one = train("numba", net, X, targets, params, sgd, order, 130, 1)[0]
     two = train("numba", net, X, targets, params, sgd, order, 130, 2)[0]
     assert not np.array_equal(one, two), "130-row batches at 2 threads ran on one thread"
+    assert network.PARALLEL_MIN_BATCH <= 130 < 300  # the (130, 2) cases above are threaded
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -242,7 +244,7 @@ def uninlined():
     callers and records no signatures of its own to inspect."""
     import numba
 
-    from kernels import numba_train
+    from kernels.numba import train as numba_train
 
     scope = dict(vars(numba_train))
     for name, kernel in vars(numba_train).items():
@@ -254,15 +256,15 @@ def uninlined():
 
 def hot_kernels():
     """The compiled kernels a training step and a forward pass run, callers before callees."""
-    from kernels import numba_net
+    from kernels.numba import heads, net, work
 
-    for name in ["train_loop", "forward_rows", "rows_grad", "scales", "net_forward", "net_head",
-                 "net_backward"]:  # fmt: skip
+    for name in ["train_loop", "forward_dense_rows", "rows_grad", "scales", "net_forward",
+                 "net_head", "net_backward"]:  # fmt: skip
         yield name, uninlined()[name]
-    for name in ["gather_nonzero", "sparse_forward", "sparse_backward", "dense_forward",
-                 "dense_backward", "bias_backward", "activation_forward", "activation_backward",
-                 "softmax_xent", "mse", "softmax", "argmax"]:  # fmt: skip
-        yield name, getattr(numba_net, name)
+    for name in ["gather_rows", "compress_row", "sparse_forward", "transpose_rows", "sparse_backward",
+                 "dense_forward", "dense_backward", "bias_backward", "activation_forward",
+                 "activation_backward", "softmax_xent", "mse", "softmax", "argmax"]:  # fmt: skip
+        yield name, next(getattr(m, name) for m in (net, heads, work) if hasattr(m, name))
 
 
 def run_every_path():
@@ -285,7 +287,7 @@ def typed_source(kernel, sig):
     import numba
 
     func = kernel.py_func
-    if func.__module__ == "kernels.numba_train":
+    if func.__module__ == "kernels.numba.train":
         func = types.FunctionType(func.__code__, uninlined(), func.__name__)
     fresh = numba.njit(func)
     fresh.compile(sig)
@@ -317,7 +319,7 @@ def test_no_float64_in_hot_kernels():
 def test_update_is_float32_but_for_its_per_step_constants():
     """update() reads the hyper-parameters as float64 (as given) and turns them to float32
     once per step; the loop over the parameters is float32."""
-    from kernels import numba_train
+    from kernels.numba import train as numba_train
 
     run_every_path()
     for sig in numba_train.train_loop.signatures:

@@ -211,14 +211,15 @@ def _splat(builder, value, vty):
 def compress_nonzero(typingctx, idx, val, k, X, r, start, step, scale):
     """Append the non-zero entries of X[r, start:start+16] to idx[k:], val[k:]; return new k.
 
-    idx gets their column numbers times ``step`` (uint32: where the weight row of the
-    column starts), val their values times ``scale`` (float32);
+    idx gets their column numbers times ``step`` (uint32, or uint16 where they fit: where
+    the weight row of the column starts), val their values times ``scale`` (float32);
     X is uint8 or float32, 2-D, C order. Sixteen lanes are always written, so idx and
     val need 16 entries of room past the last one kept. Branch-free: one compare, two
     ``llvm.experimental.vector.compress`` (vpcompressd on AVX-512), two stores, a popcount.
     """
     if not (
-        isinstance(idx, types.Array) and idx.dtype == types.uint32 and idx.ndim == 1
+        isinstance(idx, types.Array) and idx.dtype in (types.uint16, types.uint32)
+        and idx.ndim == 1
         and _is_f32_flat(val)
         and isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C"
         and X.dtype in (types.uint8, types.float32)
@@ -267,8 +268,13 @@ def compress_nonzero(typingctx, idx, val, k, X, r, start, step, scale):
         ci = builder.call(fci, [ids, mask, ir.Constant(vi32, None)])
         ia = context.make_array(idx_t)(context, builder, a_idx)
         va = context.make_array(val_t)(context, builder, a_val)
-        builder.store(ci, builder.bitcast(builder.gep(ia.data, [k], inbounds=True),
-                                          vi32.as_pointer()), align=4)  # fmt: skip
+        if idx_t.dtype == types.uint16:
+            vi16 = ir.VectorType(ir.IntType(16), LANES)
+            builder.store(builder.trunc(ci, vi16), builder.bitcast(
+                builder.gep(ia.data, [k], inbounds=True), vi16.as_pointer()), align=2)  # fmt: skip
+        else:
+            builder.store(ci, builder.bitcast(builder.gep(ia.data, [k], inbounds=True),
+                                              vi32.as_pointer()), align=4)  # fmt: skip
         builder.store(cv, builder.bitcast(builder.gep(va.data, [k], inbounds=True),
                                           _VEC.as_pointer()), align=4)  # fmt: skip
         i16 = ir.IntType(LANES)
@@ -403,3 +409,28 @@ def at(typingctx, arr, i):
         return builder.load(builder.gep(ary.data, [index], inbounds=True))
 
     return arr.dtype(arr, i), codegen
+
+
+@intrinsic
+def prefetch_flat(typingctx, arr, i):
+    """Hint the CPU to start loading the cache line of arr[i] (1-D, C order) for reading."""
+    if not (
+        isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+        and isinstance(i, types.Integer)
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.gep(ary.data, [i], inbounds=True)
+        i8p = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
+            "llvm.prefetch.p0",
+        )  # fmt: skip
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
+                          ir.Constant(_I32, 1)])  # fmt: skip
+        return context.get_dummy_value()
+
+    return types.none(arr, i), codegen

@@ -1,0 +1,58 @@
+"""The numba backend: ``@njit(cache=True)`` float32 kernels, a chunk of an epoch per call.
+
+One folder, one implementation (``kernels.backend("numba")`` is this package):
+
+``simd``     the 16-lane float32 vector ``f32x16`` and friends (nothing ML-specific)
+``blas``     BLAS sgemm on flat buffers with offsets, from compiled code (SciPy's BLAS)
+``codes``    the named integers compiled code uses (geometry rows, activation codes, ...)
+``net``      the layer kernels, batch at a time, on a padded work layout
+``train``    the compiled loops: whole epochs of steps, forward, loss and gradients
+``network``  the network functions of INTERFACE.md section 2 (validation, work layout)
+``layers``   the layer functions of INTERFACE.md section 1: the ``net`` kernels on one layer
+"""
+
+# First: Numba's cache folder is keyed by the kernels' sources before any kernel is defined.
+import kernels.numba_cache  # noqa: F401, I001
+from kernels.numba.layers import (
+    activation_backward,
+    activation_forward,
+    adam_update,
+    cross_entropy_forward,
+    dense_backward,
+    dense_forward,
+    momentum_update,
+    mse_backward,
+    mse_forward,
+    sgd_update,
+    softmax_cross_entropy_backward,
+    softmax_forward,
+)
+from kernels.numba.network import (
+    SparseInputs,
+    forward,
+    init_params,
+    loss_and_grads,
+    prepare_inputs,
+    train_steps,
+)
+
+__all__ = [
+    "SparseInputs",
+    "activation_backward",
+    "activation_forward",
+    "adam_update",
+    "cross_entropy_forward",
+    "dense_backward",
+    "dense_forward",
+    "forward",
+    "init_params",
+    "loss_and_grads",
+    "momentum_update",
+    "mse_backward",
+    "mse_forward",
+    "prepare_inputs",
+    "sgd_update",
+    "softmax_cross_entropy_backward",
+    "softmax_forward",
+    "train_steps",
+]

@@ -1,0 +1,337 @@
+"""Dense layers of the numba backend, batch at a time, on the work layout.
+
+The network functions do not work on the flat ``params`` vector of :mod:`kernels.layout`
+but on a *work copy* made for speed (:mod:`kernels.numba.work`), written back at the end
+of a call:
+
+* every layer's weight is kept transposed, ``wt`` (fan_in, S) with ``S`` the fan_out
+  padded to a multiple of 16 lanes (zero columns): the forward pass is then
+  ``out = bias + sum_i x_i * wt[i]``, vector multiply-adds accumulated in registers;
+* the first layer reads its input as compressed sparse rows, only the non-zero entries
+  (about 150 of the 784 pixels of an MNIST digit): batch row b is CSR row
+  ``rowmap[r0 + b]``, its entries ``cols/vals[starts[r]:starts[r+1]]``;
+* a layer after the first runs our 16-lane kernels (PATH_OWN: four rows per weight load,
+  the gradient summed in registers, ``dinp`` from a copy ``w`` (fan_out, S_in) refreshed
+  after each step) or, when its weights outgrow the L2 cache, three BLAS sgemm
+  (PATH_BLAS) on ``wt`` itself: :func:`dense_path` decides from the shape;
+* activations of a row live in one flat vector, layer after layer, each padded to
+  its ``S`` lanes. Padded lanes have zero weights in and out, so they carry zeros
+  through backpropagation and their parameters stay zero under every optimizer.
+
+Geometry: the int64 table ``geo`` whose rows are named in :mod:`kernels.numba.codes`
+(widths, strides S, offsets of ``wt``, biases, copies and activations, path per layer),
+computed once in Python by :class:`kernels.numba.network.Geometry`.
+
+Every kernel is a plain function over the ``n`` rows of a batch (llm.c style: outputs
+first, no allocation). Row ``b`` of a layer's activations is at ``b * arow + o0``. One
+call per layer and batch: nothing happens per row but arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from kernels.numba.blas import HAVE_BLAS, sgemm
+from kernels.numba.codes import PATH_BLAS, PATH_OWN
+from kernels.numba.simd import (
+    LANES,
+    at,
+    fma,
+    prefetch_flat,
+    vadd,
+    vload,
+    vmul,
+    vsplat,
+    vstore,
+    vzero,
+)
+
+f32 = np.float32
+ZERO = f32(0.0)
+ONE = f32(1.0)
+TWO = f32(2.0)
+AHEAD = 8  # rows prefetched ahead of the one being read (rows come in shuffled order)
+
+# Lanes of output the first layer computes for every row of a batch before moving on.
+WIDE = 4 * LANES
+# Smallest weight matrix (fan_in x fan_out) whose dense products go to BLAS sgemm. Measured
+# on one core of an AMD EPYC (AVX-512, 1 MB L2), s per epoch of 784-H-H-10, own vs BLAS:
+# H=64 batch 32 0.085 vs 0.096, batch 128 0.073 vs 0.126; H=128 batch 32 0.20 vs 0.24;
+# H=256 batch 32 0.61 vs 0.54, batch 128 0.66 vs 0.80; H=512 batch 128 4.7 vs 2.2;
+# H=1024 batch 128 23.2 vs 8.3. Our kernels win while the weights (1 MB at 512 x 512)
+# fit in L2, and our threads split the batch; BLAS wins beyond.
+BLAS_MIN_WEIGHTS = 2**17
+
+
+def dense_path(n_in: int, n_out: int, rows: int) -> int:
+    """Which kernel runs the dense products of a layer after the first: PATH_BLAS where the
+    weight matrix is large enough for sgemm's packing to pay, PATH_OWN below (and without
+    SciPy, which Numba's BLAS helper needs)."""
+    if HAVE_BLAS and n_in * n_out >= BLAS_MIN_WEIGHTS and rows >= 8:
+        return PATH_BLAS
+    return PATH_OWN
+
+
+# ---------------------------------------------------------------------------------------
+# Dense layers. wt (fan_in, s) at w0 of the work vector, bias (s,) at b0. The first layer
+# reads its input as CSR: batch row b is CSR row rowmap[r0 + b].
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def prefetch_row(cols, vals, starts, r):
+    """Start loading CSR row r's entries (a shuffled row is not in cache)."""
+    for k in range(starts[r], starts[r + 1], LANES):
+        prefetch_flat(cols, k)
+        prefetch_flat(vals, k)
+
+
+@njit(cache=True)
+def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s, qa,
+                   qb):  # fmt: skip
+    """First layer, lanes qa..qb-1 (multiples of 16; threads split the lanes):
+    out[b] = bias + sum_k vals[k] * wt[cols[k]] over row b's entries.
+
+    WIDE lanes (four vectors) at a time, held in registers, for every row of the batch
+    before the next four: one broadcast of an entry serves four weight loads, and the
+    weight columns a pass reads (fan_in x 256 bytes) stay in cache for all the rows. The
+    last (qb - qa) % WIDE lanes go 16 at a time. Rows AHEAD on are prefetched.
+    """
+    wide = qb - (qb - qa) % WIDE
+    for q in range(qa, wide, WIDE):
+        for b in range(n):
+            if q == qa and r0 + b + AHEAD < rowmap.shape[0]:
+                prefetch_row(cols, vals, starts, rowmap[r0 + b + AHEAD])
+            r = rowmap[r0 + b]
+            a0 = vload(bias, b0 + q)
+            a1 = vload(bias, b0 + q + 16)
+            a2 = vload(bias, b0 + q + 32)
+            a3 = vload(bias, b0 + q + 48)
+            for k in range(starts[r], starts[r + 1]):
+                x = vsplat(at(vals, k))
+                row = w0 + q + at(cols, k) * s
+                a0 = fma(x, vload(wt, row), a0)
+                a1 = fma(x, vload(wt, row + 16), a1)
+                a2 = fma(x, vload(wt, row + 32), a2)
+                a3 = fma(x, vload(wt, row + 48), a3)
+            at_out = b * arow + o0 + q
+            vstore(out, at_out, a0)
+            vstore(out, at_out + 16, a1)
+            vstore(out, at_out + 32, a2)
+            vstore(out, at_out + 48, a3)
+    for q in range(wide, qb, LANES):
+        for b in range(n):
+            if wide == qa and q == qa and r0 + b + AHEAD < rowmap.shape[0]:
+                prefetch_row(cols, vals, starts, rowmap[r0 + b + AHEAD])
+            r = rowmap[r0 + b]
+            k0, k1 = starts[r], starts[r + 1]
+            a0 = vload(bias, b0 + q)  # four accumulators: four independent add chains
+            a1 = vzero()
+            a2 = vzero()
+            a3 = vzero()
+            base = w0 + q
+            k = k0
+            while k + 4 <= k1:
+                a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
+                a1 = fma(vsplat(at(vals, k + 1)), vload(wt, base + at(cols, k + 1) * s), a1)
+                a2 = fma(vsplat(at(vals, k + 2)), vload(wt, base + at(cols, k + 2) * s), a2)
+                a3 = fma(vsplat(at(vals, k + 3)), vload(wt, base + at(cols, k + 3) * s), a3)
+                k += 4
+            while k < k1:
+                a0 = fma(vsplat(at(vals, k)), vload(wt, base + at(cols, k) * s), a0)
+                k += 1
+            vstore(out, b * arow + o0 + q, vadd(vadd(a0, a1), vadd(a2, a3)))
+
+
+@njit(cache=True)
+def transpose_rows(t_starts, t_rows, t_vals, n, cols, vals, starts, rowmap, r0, alpha):
+    """The batch's entries by input column (CSC): column i's at t_starts[i]:t_starts[i+1],
+    t_rows = batch rows (ascending), t_vals = value * alpha. t_starts has fan_in + 2 entries."""
+    t_starts[:] = 0
+    for b in range(n):
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            t_starts[at(cols, k) + 2] += 1
+    for i in range(2, t_starts.shape[0]):
+        t_starts[i] += t_starts[i - 1]
+    for b in range(n):  # t_starts[i + 1] is the cursor of column i while filling
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            c = at(cols, k) + 1
+            e = t_starts[c]
+            t_rows[e] = b
+            t_vals[e] = at(vals, k) * alpha
+            t_starts[c] = e + 1
+
+
+@njit(cache=True)
+def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alpha, s, qa, qb,
+                    t_starts, t_rows, t_vals):  # fmt: skip
+    """First layer, lanes qa..qb-1 (multiples of 16): gwt[cols[k]] += vals[k] * alpha * d[b]
+    over every row's entries.
+
+    With gwt the weights themselves and alpha = -lr this is plain SGD, applied in place.
+    Full WIDE blocks go by input column, from the batch transposed into t_* (with alpha)
+    by transpose_rows beforehand: WIDE lanes of a weight row stay in registers while every
+    row of the batch that has that input adds to them (in row order), so a weight is read
+    and written once per batch, not once per row. The last (qb - qa) % WIDE lanes go row
+    by row, 16 at a time.
+    """
+    wide = qb - (qb - qa) % WIDE
+    for q in range(qa, wide, WIDE):
+        for i in range(t_starts.shape[0] - 2):
+            e0, e1 = t_starts[i], t_starts[i + 1]
+            if e0 == e1:
+                continue
+            row = w0 + q + i * s
+            a0 = vload(gwt, row)
+            a1 = vload(gwt, row + 16)
+            a2 = vload(gwt, row + 32)
+            a3 = vload(gwt, row + 48)
+            for e in range(e0, e1):
+                x = vsplat(at(t_vals, e))
+                at_d = at(t_rows, e) * arow + d0 + q
+                a0 = fma(x, vload(d, at_d), a0)
+                a1 = fma(x, vload(d, at_d + 16), a1)
+                a2 = fma(x, vload(d, at_d + 32), a2)
+                a3 = fma(x, vload(d, at_d + 48), a3)
+            vstore(gwt, row, a0)
+            vstore(gwt, row + 16, a1)
+            vstore(gwt, row + 32, a2)
+            vstore(gwt, row + 48, a3)
+    scale = vsplat(alpha)
+    for q in range(wide, qb, LANES):
+        for b in range(n):
+            r = rowmap[r0 + b]
+            dq = vmul(scale, vload(d, b * arow + d0 + q))
+            base = w0 + q
+            for k in range(starts[r], starts[r + 1]):
+                row = base + at(cols, k) * s
+                vstore(gwt, row, fma(vsplat(at(vals, k)), dq, vload(gwt, row)))
+
+
+@njit(cache=True)
+def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s, path):
+    """out[b] = bias + sum_{i<n_in} inp[b, i] * wt[i] (rows of the flat buffers).
+
+    PATH_BLAS: the bias, then one sgemm (row-major out = inp @ wt, so column-major
+    out^T = wt^T inp^T). PATH_OWN: four rows at a time, each 16-lane piece of wt loaded once
+    for four rows.
+    """
+    if path == PATH_BLAS:
+        for b in range(n):
+            for q in range(0, s, LANES):
+                vstore(out, b * arow + o0 + q, vload(bias, b0 + q))
+        sgemm(False, False, s, n, n_in, ONE, wt, w0, s, inp, i0, arow, ONE, out, o0, arow)
+        return
+    b = 0
+    while b + 4 <= n:
+        r0, r1, r2, r3 = b * arow + i0, (b + 1) * arow + i0, (b + 2) * arow + i0, (b + 3) * arow + i0
+        for q in range(0, s, LANES):
+            a0 = vload(bias, b0 + q)
+            a1 = a0
+            a2 = a0
+            a3 = a0
+            base = w0 + q
+            for i in range(n_in):
+                w = vload(wt, base + i * s)
+                a0 = fma(vsplat(at(inp, r0 + i)), w, a0)
+                a1 = fma(vsplat(at(inp, r1 + i)), w, a1)
+                a2 = fma(vsplat(at(inp, r2 + i)), w, a2)
+                a3 = fma(vsplat(at(inp, r3 + i)), w, a3)
+            vstore(out, b * arow + o0 + q, a0)
+            vstore(out, (b + 1) * arow + o0 + q, a1)
+            vstore(out, (b + 2) * arow + o0 + q, a2)
+            vstore(out, (b + 3) * arow + o0 + q, a3)
+        b += 4
+    while b < n:
+        r0 = b * arow + i0
+        for q in range(0, s, LANES):
+            a0 = vload(bias, b0 + q)
+            base = w0 + q
+            for i in range(n_in):
+                a0 = fma(vsplat(at(inp, r0 + i)), vload(wt, base + i * s), a0)
+            vstore(out, b * arow + o0 + q, a0)
+        b += 1
+
+
+@njit(cache=True)
+def dense_backward(dinp, gwt, w0, gbias, b0, d, o0, inp, i0, arow, n, n_in, wt, wc, c0, n_out,
+                   s, s_in, path):  # fmt: skip
+    """A layer after the first, over the n rows of the batch:
+
+    gbias += sum_b d[b]; gwt[i] += sum_b inp[b, i] * d[b] (i < n_in);
+    dinp[b] = sum_{o<n_out} d[b, o] * w[o] for every row, lanes n_in..s_in zero.
+
+    PATH_BLAS: two sgemm on wt (at w0) itself. PATH_OWN: the gradient summed over the rows
+    in registers, so it is read and written once per batch; dinp from the copy wc
+    (n_out, s_in) at c0, four rows at a time.
+    """
+    if path == PATH_BLAS:
+        bias_backward(gbias, b0, d, o0, arow, n, s)
+        # row-major gwt (n_in, s) += inp^T d: column-major gwt^T += d^T inp
+        sgemm(False, True, s, n_in, n, ONE, d, o0, arow, inp, i0, arow, ONE, gwt, w0, s)
+        # row-major dinp (n, n_in) = d wt^T: column-major dinp^T = wt d^T
+        sgemm(True, False, n_in, n, s, ONE, wt, w0, s, d, o0, arow, ZERO, dinp, i0, arow)
+        for b in range(n):
+            for j in range(n_in, s_in):
+                dinp[b * arow + i0 + j] = ZERO
+        return
+    for q in range(0, s, LANES):
+        a0 = vzero()
+        for b in range(n):
+            a0 = vadd(a0, vload(d, b * arow + o0 + q))
+        vstore(gbias, b0 + q, vadd(vload(gbias, b0 + q), a0))
+        for i in range(n_in):
+            a0 = vzero()
+            a1 = vzero()
+            b = 0
+            while b + 2 <= n:
+                row = b * arow
+                a0 = fma(vsplat(at(inp, row + i0 + i)), vload(d, row + o0 + q), a0)
+                row += arow
+                a1 = fma(vsplat(at(inp, row + i0 + i)), vload(d, row + o0 + q), a1)
+                b += 2
+            if b < n:
+                row = b * arow
+                a0 = fma(vsplat(at(inp, row + i0 + i)), vload(d, row + o0 + q), a0)
+            w = w0 + q + i * s
+            vstore(gwt, w, vadd(vload(gwt, w), vadd(a0, a1)))
+    b = 0
+    while b + 4 <= n:  # four rows at a time, as dense_forward
+        r0, r1, r2, r3 = b * arow + o0, (b + 1) * arow + o0, (b + 2) * arow + o0, (b + 3) * arow + o0
+        for q in range(0, s_in, LANES):
+            a0 = vzero()
+            a1 = vzero()
+            a2 = vzero()
+            a3 = vzero()
+            base = c0 + q
+            for o in range(n_out):
+                w = vload(wc, base + o * s_in)
+                a0 = fma(vsplat(at(d, r0 + o)), w, a0)
+                a1 = fma(vsplat(at(d, r1 + o)), w, a1)
+                a2 = fma(vsplat(at(d, r2 + o)), w, a2)
+                a3 = fma(vsplat(at(d, r3 + o)), w, a3)
+            vstore(dinp, b * arow + i0 + q, a0)
+            vstore(dinp, (b + 1) * arow + i0 + q, a1)
+            vstore(dinp, (b + 2) * arow + i0 + q, a2)
+            vstore(dinp, (b + 3) * arow + i0 + q, a3)
+        b += 4
+    while b < n:
+        r0 = b * arow + o0
+        for q in range(0, s_in, LANES):
+            a0 = vzero()
+            base = c0 + q
+            for o in range(n_out):
+                a0 = fma(vsplat(at(d, r0 + o)), vload(wc, base + o * s_in), a0)
+            vstore(dinp, b * arow + i0 + q, a0)
+        b += 1
+
+
+@njit(cache=True)
+def bias_backward(gbias, b0, d, o0, arow, n, s):
+    """gbias[b0:b0+s] += d[b] for every row b."""
+    for b in range(n):
+        for q in range(0, s, LANES):
+            vstore(gbias, b0 + q, vadd(vload(gbias, b0 + q), vload(d, b * arow + o0 + q)))

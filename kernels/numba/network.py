@@ -1,0 +1,386 @@
+"""The network functions of the numba backend (INTERFACE.md section 2): checks, work layout,
+and one compiled call per chunk of an epoch (:mod:`kernels.numba.train`).
+
+How ``train_steps`` is fast: every batch of the call runs inside one compiled loop;
+weights are kept transposed and padded to 16 lanes, so a narrow layer is one vector
+multiply-add per input, accumulated in registers, and a wide one (BLAS_MIN_WEIGHTS
+weights or more) is three sgemm calls; the first layer reads its input as compressed
+sparse rows (about 150 entries of an MNIST row instead of 784 columns), built once per
+fit by :func:`prepare_inputs` whatever the input dtype, and prefetched ahead of the
+shuffled order; plain SGD updates the first layer's weights in place instead of through
+a gradient buffer. Narrow networks split batches of PARALLEL_MIN_BATCH rows or more
+between threads; wide ones give their threads to BLAS. ``forward`` splits its rows
+between Python threads running compiled code without the GIL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
+from kernels.numba import net as kn
+from kernels.numba import work as kw
+from kernels.numba.codes import ACT_CODES, GEO_ROWS, OPT_CODES, PATH, PATH_BLAS, PATH_OWN
+from kernels.numba.simd import LANES
+from kernels.numba.train import (
+    forward_dense_rows,
+    forward_rows,
+    loss_and_grads_rows,
+    sum_rows,
+    train_loop,
+    train_loop_lanes,
+    train_loop_threads,
+)
+
+# Smallest batch train_steps splits between threads by rows. Measured on 2 cores (784-16-16-10,
+# MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
+# the gradient reduction eat the gain); batch 128 and 256: 25 ms vs 15 ms. 784-256-256-10
+# at batch 128: one thread 0.50 s, two 0.29-0.31 s.
+PARALLEL_MIN_BATCH = 128
+# Smallest batch whose wide first layer train_steps splits between threads by lanes. Measured
+# on 2 cores, 784-800-10: batch 32, one thread 0.62 s/epoch, two by lanes 0.41 s.
+LANES_MIN_BATCH = 16
+BLOCK = 256  # rows per pass in forward and loss_and_grads
+FORWARD_MIN_ROWS = 1024  # forward gives each thread at least this many rows (~0.15 ms)
+
+
+def init_params(params, net, init, seed):
+    """Fill params: weights from the shared splitmix64 stream, biases zero (not hot: NumPy)."""
+    from kernels import numpy_backend
+
+    numpy_backend.init_params(params, net, init, seed)
+
+
+class Geometry:
+    """Where everything of a network lives in the work layout (see kernels/numba/net.py),
+    and which kernel runs each layer's dense products for batches of ``rows`` rows."""
+
+    def __init__(self, net: Net, rows: int) -> None:
+        sizes = net.sizes
+        n_layers = len(sizes) - 1
+        stride = [-(-n // LANES) * LANES for n in sizes[1:]]
+        path = [PATH_OWN] + [kn.dense_path(sizes[i], sizes[i + 1], rows)
+                             for i in range(1, n_layers)]  # fmt: skip
+        woff, boff, coff, aoff = [], [], [], []
+        pw = pc = arow = 0
+        for layer in range(n_layers):
+            woff.append(pw)
+            pw += sizes[layer] * stride[layer]
+            boff.append(pw)
+            pw += stride[layer]
+            coff.append(pc)
+            if layer > 0 and path[layer] == PATH_OWN:
+                pc += sizes[layer + 1] * stride[layer - 1]
+            aoff.append(arow)
+            arow += stride[layer]
+        geo = np.zeros((GEO_ROWS, n_layers + 1), np.int64)
+        geo[0] = sizes
+        for row, values in enumerate((stride, woff, boff, coff, aoff, path), start=1):
+            geo[row, :n_layers] = values
+        self.geo = geo
+        self.pw = pw  # floats in the work vector
+        self.pc = max(pc, 1)  # floats in the weight copies
+        self.arow = arow  # floats of activations per row
+        self.codes = (ACT_CODES[net.activation], ACT_CODES[net.output], LOSSES.index(net.loss))
+        self.uses_blas = PATH_BLAS in path
+
+    def pack(self, flat):
+        """The work vector of a flat parameter-like vector."""
+        work = np.empty(self.pw, np.float32)
+        g = self.geo
+        kw.pack(work, flat, g[0], g[1], g[2], g[3])
+        return work
+
+    def unpack(self, flat, work):
+        g = self.geo
+        kw.unpack(flat, work, g[0], g[1], g[2], g[3])
+
+    def copies(self, work):
+        """The weight copies (fan_out, S_in) of layers after the first on PATH_OWN."""
+        wc = np.zeros(self.pc, np.float32)
+        g = self.geo
+        kw.refresh_copies(wc, work, g[0], g[1], g[2], g[4], g[PATH])
+        return wc
+
+    def code_vector(self, optimizer: str = "sgd"):
+        return np.array([*self.codes, OPT_CODES[optimizer], self.arow], np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def geometry(net: Net, rows: int) -> Geometry:
+    return Geometry(net, rows)
+
+
+@functools.cache
+def _blas_threads():
+    """threadpoolctl's handle on the BLAS libraries, SciPy's loaded first (None without
+    threadpoolctl: BLAS then uses its own default, all cores)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (the library numba_xxgemm calls)
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def _blas_limit(threads):
+    controller = _blas_threads()
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=threads, user_api="blas")
+
+
+def _check_params(params, net):
+    if not isinstance(params, np.ndarray) or params.dtype != np.float32:
+        raise TypeError("params must be a float32 numpy array")
+    if params.shape != (net.n_params,) or not params.flags.c_contiguous:
+        raise ValueError(f"params must be C-contiguous of shape ({net.n_params},)")
+
+
+class SparseInputs:
+    """The rows of an input array as compressed sparse rows, built once (:func:`prepare_inputs`)
+    and read by every epoch: ``cols`` (uint16, uint32 past 65,536 columns), ``vals`` (float32, x/255 for uint8 pixels),
+    ``starts`` (int64, row r's entries at ``starts[r]:starts[r+1]``). ``len()`` and ``shape``
+    are those of the array it was built from. The copy does not follow later changes of
+    that array."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        X = _dense(X)
+        rows = np.arange(len(X), dtype=np.int64)
+        self.cols, self.vals, self.starts = kw.sparse_rows_alloc(X, rows)
+        # slices of the rows filled by as many threads as there are cores to use
+        threads = max(1, min(numba.get_num_threads(), len(X) // FORWARD_MIN_ROWS))
+        cuts = [len(X) * t // threads for t in range(threads + 1)]
+        fill = (self.cols, self.vals, self.starts, X, rows)
+        jobs = [
+            _forward_pool(os.getpid()).submit(kw.sparse_rows_fill, *fill, a, b, _scale(X))
+            for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
+        ]
+        kw.sparse_rows_fill(*fill, cuts[0], cuts[1], _scale(X))
+        for job in jobs:
+            job.result()
+        self.shape = X.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def prepare_inputs(X) -> SparseInputs:
+    """X (N, fan_in) uint8 or float32, C-contiguous, as :class:`SparseInputs`, for passing to
+    :func:`train_steps`, :func:`forward` and :func:`loss_and_grads` in its place."""
+    return X if isinstance(X, SparseInputs) else SparseInputs(X)
+
+
+def _dense(X):
+    if not isinstance(X, np.ndarray) or X.dtype not in (np.uint8, np.float32):
+        raise TypeError("X must be a uint8 or float32 numpy array")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}")
+    if not X.flags.c_contiguous:
+        raise ValueError("X must be C-contiguous")
+    return X
+
+
+def _scale(X):
+    return kw.INV255 if X.dtype == np.uint8 else np.float32(1.0)
+
+
+def _inputs(X, net, rows=None):
+    """(n_rows of X, a function giving the CSR inputs of the rows ``rows`` of X in order:
+    (cols, vals, starts, rowmap), batch position p being CSR row rowmap[p])."""
+    if not isinstance(X, SparseInputs):
+        X = _dense(X)
+    if X.shape[1] != net.sizes[0]:
+        raise ValueError(f"X must have shape (N, {net.sizes[0]}), got {X.shape}")
+
+    def csr(rows):
+        if isinstance(X, SparseInputs):
+            return X.cols, X.vals, X.starts, rows
+        # a plain array: the CSR of just these rows, in their order (one pass, as an epoch
+        # over the array would make anyway)
+        cols, vals, starts = kw.sparse_rows(X, rows, _scale(X))
+        return cols, vals, starts, np.arange(len(rows), dtype=np.int64)
+
+    return len(X), csr
+
+
+def _targets(targets, net, n_rows):
+    """(labels int64, target float32 (., C)): the one the loss uses, a stand-in for the other."""
+    n_classes = net.sizes[-1]
+    targets = np.asarray(targets)
+    if len(targets) != n_rows:
+        raise ValueError(f"targets has {len(targets)} rows, X has {n_rows}")
+    if net.loss == "cross_entropy":
+        if targets.ndim != 1 or targets.dtype.kind not in "iu":
+            raise TypeError("cross_entropy targets must be integer class ids of shape (N,)")
+        if n_rows and (targets.min() < 0 or targets.max() >= n_classes):
+            raise ValueError(f"class ids must be in [0, {n_classes})")
+        return np.ascontiguousarray(targets, np.int64), np.zeros((1, n_classes), np.float32)
+    if targets.shape != (n_rows, n_classes):
+        raise ValueError(f"mse targets must have shape (N, {n_classes})")
+    return np.zeros(1, np.int64), np.ascontiguousarray(targets, np.float32)
+
+
+def forward(params, net: Net, X):
+    """The outputs (N, sizes[-1]) float32 of the network for the rows of X (an array or
+    :class:`SparseInputs`)."""
+    _check_params(params, net)
+    n, csr = _inputs(X, net)
+    g = geometry(net, BLOCK)
+    out = np.empty((n, net.sizes[-1]), np.float32)
+    if n == 0:
+        return out
+    work = g.pack(params)
+    if isinstance(X, SparseInputs):
+        kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.geo,
+                                      g.code_vector())  # fmt: skip
+    else:  # an array: each block gathers its own rows' entries (no pass over X first)
+        kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.geo, g.code_vector())
+    # One slice of the rows per thread, this one taking the first: the kernels run without
+    # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more),
+    # BLAS on one thread within each. A row's output does not depend on the slicing.
+    threads = max(1, min(numba.get_num_threads(), n // FORWARD_MIN_ROWS))
+    cuts = [n * t // threads for t in range(threads + 1)]
+    def scratch():  # the block's column numbers, for a dense X (one per thread)
+        if kernel is forward_rows:
+            return ()
+        return (np.empty(BLOCK * X.shape[1] + LANES, kw.column_dtype(X.shape[1])),)
+
+    with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
+        jobs = [
+            _forward_pool(os.getpid()).submit(kernel, *args, a, b, BLOCK, *scratch())
+            for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
+        ]
+        kernel(*args, cuts[0], cuts[1], BLOCK, *scratch())
+        for job in jobs:
+            job.result()
+    return out
+
+
+@functools.cache
+def _forward_pool(pid):
+    """Threads for forward's other slices, started when first needed (one pool per process:
+    a pool inherited through fork has no threads)."""
+    workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
+    return ThreadPoolExecutor(workers, thread_name_prefix=f"fastmlp-forward-{pid}")
+
+
+def loss_and_grads(params, net: Net, X, targets):
+    """(mean loss over the N rows, its gradient (P,) float32 laid out like params)."""
+    _check_params(params, net)
+    n, csr = _inputs(X, net)
+    labels, target = _targets(targets, net, n)
+    if n == 0:
+        raise ValueError("loss_and_grads needs at least one row")
+    g = geometry(net, BLOCK)
+    work = g.pack(params)
+    chunk = max(1024, -(-n // 64))  # at most 64 partial gradients; depends on n only
+    n_chunks = -(-n // chunk)
+    partial = np.empty((n_chunks, g.pw), np.float32)
+    losses = np.empty(n_chunks, np.float32)
+    order = np.arange(n, dtype=np.int64)
+    with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
+        loss_and_grads_rows(partial, losses, work, g.copies(work), csr(order), labels, target,
+                            order, g.geo, g.code_vector(), chunk, BLOCK)  # fmt: skip
+    grad_work = np.empty(g.pw, np.float32)
+    sum_rows(grad_work, partial)
+    grads = np.empty(net.n_params, np.float32)
+    g.unpack(grads, grad_work)
+    per_row = n if net.loss == "cross_entropy" else n * net.sizes[-1]
+    return float(np.float32(losses.sum(dtype=np.float32)) / np.float32(per_row)), grads
+
+
+def _first_layer_leads(g, net, inputs):
+    """Whether threads should split the first layer by lanes (train_loop_lanes) rather than
+    the batch by rows: a first layer of two WIDE blocks or more whose sparse work (entries
+    per row x width) is the larger part. Never with BLAS layers: their threads are BLAS's,
+    and BLAS threads spinning between calls while Numba's run made an epoch of
+    784-1024-1024-10 at batch 128 on 2 cores take 7.0 s, against 2.1 s with the first layer
+    on one thread and BLAS on two (3.0 s with BLAS on one)."""
+    if g.uses_blas or g.geo[1, 0] < 2 * kn.WIDE:
+        return False
+    starts = inputs[2]
+    per_row = (starts[-1] - starts[0]) / max(1, len(starts) - 1)
+    rest = sum(a * b for a, b in zip(net.sizes[1:], net.sizes[2:], strict=False))
+    return per_row * g.geo[1, 0] >= rest
+
+
+def _threads(threads):
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    return min(int(threads), numba.config.NUMBA_NUM_THREADS)
+
+
+def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
+                optimizer: Optimizer, step0, threads=1):  # fmt: skip
+    """ceil(len(order) / batch_size) optimizer steps, batch j being X[order[j*bs:(j+1)*bs]].
+
+    X is an array or :class:`SparseInputs` (the fast way to pass the same rows call after
+    call). Returns (losses (n_batches,) float32, correct (n_batches,) int64); params and
+    opt_state are updated in place. Up to ``threads`` threads (capped by NUMBA_NUM_THREADS)
+    share the work: BLAS's for networks with a wide layer, else batches of at least
+    PARALLEL_MIN_BATCH rows are split between them. The result is the same run after run
+    for a given thread count.
+    """
+    _check_params(params, net)
+    n_x, csr = _inputs(X, net)
+    labels, target = _targets(targets, net, n_x)
+    if optimizer.name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer.name!r}")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    order = np.ascontiguousarray(order, np.int64)
+    if order.ndim != 1:
+        raise ValueError("order must be a vector of row indices")
+    if len(order) and (order.min() < 0 or order.max() >= n_x):
+        raise ValueError(f"order must index rows of X (0 .. {n_x - 1})")
+    n_batches = math.ceil(len(order) / batch_size)
+    lrs = np.ascontiguousarray(lrs, np.float32)
+    if lrs.shape != (n_batches,):
+        raise ValueError(f"lrs must have one rate per batch ({n_batches}), got {lrs.shape}")
+    threads = _threads(threads)
+    losses = np.empty(n_batches, np.float32)
+    correct = np.zeros(n_batches, np.int64)
+    if n_batches == 0:
+        return losses, correct
+
+    g = geometry(net, min(batch_size, len(order)))
+    work = g.pack(params)
+    wc = g.copies(work)
+    names = {"sgd": (), "momentum": ("velocity",), "adam": ("m", "v")}[optimizer.name]
+    for name in names:
+        state = opt_state[name]
+        if state.dtype != np.float32 or state.shape != params.shape:
+            raise ValueError(f"opt_state[{name!r}] must be float32 of shape {params.shape}")
+    states = [g.pack(opt_state[name]) for name in names]
+    velocity = states[0] if optimizer.name == "momentum" else np.zeros(1, np.float32)
+    m, v = states if optimizer.name == "adam" else (np.zeros(1, np.float32),) * 2
+    hyper = np.array([optimizer.momentum, optimizer.beta1, optimizer.beta2, optimizer.eps,
+                      optimizer.weight_decay], np.float64)  # fmt: skip
+    codes = g.code_vector(optimizer.name)
+    inputs = csr(order)
+    args = (work, wc, velocity, m, v, inputs, labels, target, order, batch_size, lrs,
+            int(step0), g.geo, codes, hyper, losses, correct)  # fmt: skip
+    rows = min(batch_size, len(order))
+    with _blas_limit(threads) if g.uses_blas else contextlib.nullcontext():
+        if threads > 1 and rows >= LANES_MIN_BATCH and _first_layer_leads(g, net, inputs):
+            numba.set_num_threads(threads)
+            train_loop_lanes(*args, threads)
+        elif threads > 1 and rows >= PARALLEL_MIN_BATCH and not g.uses_blas:
+            numba.set_num_threads(threads)
+            train_loop_threads(*args, threads)
+        else:
+            train_loop(*args)
+    g.unpack(params, work)
+    for name, state in zip(names, states, strict=True):
+        g.unpack(opt_state[name], state)
+    return losses, correct

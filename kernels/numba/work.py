@@ -1,0 +1,176 @@
+"""The numba backend's work layout and its view of the input rows.
+
+``pack``/``unpack`` turn the flat ``params`` of :mod:`kernels.layout` into the work vector
+the kernels of :mod:`kernels.numba.net` read (weights transposed, padded to 16 lanes) and
+back; ``refresh_copies`` keeps the (fan_out, S_in) copies our dense backward reads;
+``sparse_rows`` makes the compressed sparse rows the first layer reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from kernels.numba.codes import PATH_OWN
+from kernels.numba.simd import LANES, compress_nonzero
+
+f32 = np.float32
+ZERO = f32(0.0)
+INV255 = f32(1.0 / 255.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Work layout: params <-> work vector (transposed, padded weights).
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def pack(work, flat, sizes, stride, woff, boff):
+    """work (PW,) = flat (P,) in the work layout; padded lanes 0."""
+    work[:] = ZERO
+    p = 0
+    for layer in range(sizes.shape[0] - 1):
+        n_in, n_out, s = sizes[layer], sizes[layer + 1], stride[layer]
+        w0, b0 = woff[layer], boff[layer]
+        for o in range(n_out):
+            for i in range(n_in):
+                work[w0 + i * s + o] = flat[p + o * n_in + i]
+        p += n_out * n_in
+        for o in range(n_out):
+            work[b0 + o] = flat[p + o]
+        p += n_out
+
+
+@njit(cache=True)
+def unpack(flat, work, sizes, stride, woff, boff):
+    """flat (P,) = work (PW,) back in the layout of kernels.layout."""
+    p = 0
+    for layer in range(sizes.shape[0] - 1):
+        n_in, n_out, s = sizes[layer], sizes[layer + 1], stride[layer]
+        w0, b0 = woff[layer], boff[layer]
+        for o in range(n_out):
+            for i in range(n_in):
+                flat[p + o * n_in + i] = work[w0 + i * s + o]
+        p += n_out * n_in
+        for o in range(n_out):
+            flat[p + o] = work[b0 + o]
+        p += n_out
+
+
+@njit(cache=True)
+def refresh_copies(wc, work, sizes, stride, woff, coff, path):
+    """wc: for layers l >= 1 on PATH_OWN, w (fan_out, S_in) = wt.T of the work vector (pads
+    stay 0). BLAS reads wt transposed itself: its layers keep no copy."""
+    for layer in range(1, sizes.shape[0] - 1):
+        if path[layer] != PATH_OWN:
+            continue
+        n_in, n_out, s, s_in = sizes[layer], sizes[layer + 1], stride[layer], stride[layer - 1]
+        w0, c0 = woff[layer], coff[layer]
+        for o in range(n_out):
+            for i in range(n_in):
+                wc[c0 + o * s_in + i] = work[w0 + i * s + o]
+
+
+# ---------------------------------------------------------------------------------------
+# Input: the non-zero entries of the rows, in compressed sparse rows (CSR).
+# ---------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def count_nonzero(X, rows):
+    """Non-zero entries (NaN included) of each X[rows[j]]."""
+    counts = np.empty(rows.shape[0], np.int64)
+    for j in range(rows.shape[0]):
+        x = X[rows[j]]
+        c = 0
+        for i in range(x.shape[0]):
+            c += x[i] != 0
+        counts[j] = c
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def sparse_rows_fill(cols, vals, starts, X, rows, j0, j1, scale):
+    """Entries of X[rows[j]] for j0 <= j < j1 into cols/vals at starts[j] (counted before).
+    Without the GIL: threads fill slices of the rows at once."""
+    full = X.shape[1] - X.shape[1] % LANES
+    k = starts[j0]
+    # The vector compress writes 16 entries past a row's last: near the end of a slice that
+    # is another thread's slice, so the rows there are written one entry at a time.
+    limit = starts[j1] - LANES if j1 < rows.shape[0] else starts[j1] + LANES
+    for j in range(j0, j1):
+        if starts[j + 1] <= limit:
+            k = compress_row(cols, vals, k, X, rows[j], full, scale)
+        else:
+            r = rows[j]
+            for i in range(X.shape[1]):
+                x = X[r, i]
+                if x != 0:
+                    cols[k] = i
+                    vals[k] = f32(x) * scale
+                    k += 1
+
+
+def column_dtype(n_in: int):
+    """16-bit column numbers where they fit (MNIST's 784): a shuffled row's entries are
+    memory the epoch waits for, 6 bytes an entry rather than 8."""
+    return np.uint16 if n_in <= 65536 else np.uint32
+
+
+def sparse_rows(X, rows, scale):
+    """CSR of X[rows] (uint8 or float32, any number of columns): (cols uint16 or uint32,
+    vals float32 = x * scale, starts int64), row j's entries at starts[j]:starts[j+1];
+    cols and vals have 16 entries of room past the last (the vector compress writes 16).
+
+    Built once per fit (or per call for a plain array), so that an epoch reads about 150
+    entries of an MNIST row instead of its 784 columns, whatever the input's dtype. Sixteen
+    columns at a time with a branch-free vector compress, the last fan_in % 16 one by one.
+    """
+    cols, vals, starts = sparse_rows_alloc(X, rows)
+    sparse_rows_fill(cols, vals, starts, X, rows, 0, len(rows), scale)
+    return cols, vals, starts
+
+
+def sparse_rows_alloc(X, rows):
+    """(cols, vals, starts) for the CSR of X[rows]: starts counted, cols/vals to be filled."""
+    starts = count_starts(X, rows)
+    total = int(starts[-1])
+    cols = np.empty(total + LANES, column_dtype(X.shape[1]))
+    return cols, np.empty(total + LANES, np.float32), starts
+
+
+@njit(cache=True, nogil=True)
+def count_starts(X, rows):
+    """Where each row of X[rows] starts in its CSR (len(rows) + 1 entries)."""
+    counts = count_nonzero(X, rows)
+    starts = np.empty(rows.shape[0] + 1, np.int64)
+    starts[0] = 0
+    for j in range(rows.shape[0]):
+        starts[j + 1] = starts[j] + counts[j]
+    return starts
+
+
+@njit(cache=True, nogil=True)
+def compress_row(cols, vals, k, X, r, full, scale):
+    """Append the non-zero entries of X[r] to cols/vals from k (16 entries of room past the
+    last one); return the new k. full: the columns a vector compress takes, 16 at a time."""
+    for start in range(0, full, LANES):
+        k = compress_nonzero(cols, vals, k, X, r, start, 1, scale)
+    for i in range(full, X.shape[1]):
+        x = X[r, i]
+        cols[k] = i
+        vals[k] = f32(x) * scale
+        k += x != 0
+    return k
+
+
+@njit(cache=True)
+def gather_rows(cols, vals, starts, X, r0, n, scale):
+    """CSR of X[r0:r0+n] into scratch sized for n full rows (cols/vals n * fan_in + 16,
+    starts n + 1): one pass, no counting (forward's blocks)."""
+    full = X.shape[1] - X.shape[1] % LANES
+    k = np.int64(0)
+    for b in range(n):
+        starts[b] = k
+        k = compress_row(cols, vals, k, X, r0 + b, full, scale)
+    for b in range(n, starts.shape[0]):  # rows past n empty (sparse_forward looks ahead)
+        starts[b] = k

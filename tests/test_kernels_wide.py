@@ -1,0 +1,210 @@
+"""The numba backend's paths for wide layers and prepared inputs, against the NumPy backend
+and PyTorch: widths 1, 15, 16, 17, 64, 256 and 1000 (not only multiples of 16), uint8 and
+float32 inputs, arrays and prepare_inputs() copies, one and two threads, BLAS and our own
+dense kernels, the first layer's row-by-row and by-column weight gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kernel_helpers import BACKENDS
+from test_kernels_torch import assert_matches, flat, torch_loss, torch_model
+
+import kernels
+from kernels import Net, Optimizer, optimizer_state
+
+pytestmark = pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend not available")
+
+WIDTHS = [1, 15, 16, 17, 64, 256, 1000]
+N_IN = 100
+
+
+def sparse_inputs(n, uint8, seed):
+    """(n, N_IN) inputs, 70% zeros (as the background of a digit), uint8 or float32."""
+    rng = np.random.default_rng(seed)
+    keep = rng.random((n, N_IN)) < 0.3
+    if uint8:
+        return (keep * rng.integers(1, 256, (n, N_IN))).astype(np.uint8)
+    return (keep * rng.standard_normal((n, N_IN))).astype(np.float32)
+
+
+def problem(width, seed=0):
+    net = Net((N_IN, width, width, 10))
+    rng = np.random.default_rng(seed)
+    params = (rng.standard_normal(net.n_params) / np.sqrt(max(width, N_IN))).astype(np.float32)
+    return net, params
+
+
+@pytest.fixture
+def numba_paths(monkeypatch):
+    """set(blas=bool): make the numba backend pick BLAS for every layer after the first, or
+    never (geometries are cached: the cache is cleared both ways)."""
+    from kernels.numba import net as kn
+    from kernels.numba import network
+
+    def choose(blas):
+        network.geometry.cache_clear()
+        monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1 if blas else 10**12)
+        if blas and not kn.HAVE_BLAS:
+            pytest.skip("SciPy (BLAS for compiled code) is not installed")
+
+    yield choose
+    network.geometry.cache_clear()
+
+
+def test_wide_layers_use_blas_narrow_ones_our_kernels():
+    from kernels.numba import network
+    from kernels.numba.blas import HAVE_BLAS
+    from kernels.numba.codes import PATH, PATH_BLAS, PATH_OWN
+
+    assert network.geometry(Net((784, 16, 16, 10)), 32).geo[PATH, :3].tolist() == [PATH_OWN] * 3
+    wide = network.geometry(Net((784, 1024, 1024, 10)), 128).geo[PATH, :3].tolist()
+    assert wide == [PATH_OWN, PATH_BLAS if HAVE_BLAS else PATH_OWN, PATH_OWN]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("blas", [True, False], ids=["blas", "own"])
+@pytest.mark.parametrize("uint8", [True, False], ids=["uint8", "float32"])
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "array"])
+def test_train_steps_match_numpy(numba_paths, width, blas, uint8, prepared):
+    numba_paths(blas)
+    net, params = problem(width)
+    X = sparse_inputs(70, uint8, width)
+    y = np.random.default_rng(1).integers(0, 10, len(X))
+    order = np.random.default_rng(2).permutation(len(X))
+    lrs = np.array([0.05, 0.1, 0.02], np.float32)
+    for name in ("sgd", "momentum"):  # (Adam turns rounding-level gradients into ±lr steps)
+        results = []
+        for backend in ("numba", "numpy"):
+            kb = kernels.backend(backend)
+            p, state = params.copy(), optimizer_state(net, name)
+            Xb = kb.prepare_inputs(X) if prepared else X
+            losses, hits = kb.train_steps(p, state, net, Xb, y, order, 33, lrs, Optimizer(name),
+                                          0, 1)  # fmt: skip
+            results.append((losses, p))
+        (l_nb, p_nb), (l_np, p_np) = results
+        np.testing.assert_allclose(l_nb, l_np, rtol=2e-5)
+        assert_matches(p_nb, p_np, rtol=2e-5)
+
+
+@pytest.mark.parametrize("width", [16, 64, 256, 1000])
+def test_threads_match_numpy_and_repeat(numba_paths, width):
+    """Batches of 130 rows (split between threads below the BLAS width; BLAS threads above)."""
+    numba_paths(width >= 1000)
+    net, params = problem(width, seed=3)
+    X = sparse_inputs(300, True, 4)
+    y = np.random.default_rng(5).integers(0, 10, len(X))
+    order = np.random.default_rng(6).permutation(len(X))
+    lrs = np.full(3, 0.05, np.float32)
+    runs = []
+    for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, "momentum")
+        losses, _ = kb.train_steps(p, state, net, kb.prepare_inputs(X), y, order, 130, lrs,
+                                   Optimizer("momentum"), 0, threads)  # fmt: skip
+        runs.append((losses, p))
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])  # repeatable for a thread count
+    np.testing.assert_allclose(runs[0][0], runs[2][0], rtol=2e-5)
+    assert_matches(runs[0][1], runs[2][1], rtol=2e-5)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("blas", [True, False], ids=["blas", "own"])
+def test_loss_grads_forward_match_torch(numba_paths, width, blas):
+    torch = pytest.importorskip("torch")
+    numba_paths(blas)
+    net, params = problem(width, seed=7)
+    X = sparse_inputs(40, True, 8)
+    y = np.random.default_rng(9).integers(0, 10, len(X))
+    nb = kernels.backend("numba")
+    for inputs in (X, nb.prepare_inputs(X)):
+        value, grads = nb.loss_and_grads(params, net, inputs, y)
+        model = torch_model(torch, net, params)
+        expected = torch_loss(torch, net, model, X, y)
+        expected.backward()
+        assert value == pytest.approx(expected.item(), rel=1e-5)
+        assert_matches(grads, flat(torch, model, {p: p.grad for p in model.parameters()}),
+                       rtol=2e-5)  # fmt: skip
+        probs = torch.softmax(model(torch.from_numpy(X / 255)), dim=1).detach().numpy()
+        assert_matches(nb.forward(params, net, inputs), probs)
+
+
+@pytest.mark.parametrize("n_in", [1, 17, 256, 1000])
+@pytest.mark.parametrize("n_out", [1, 15, 16, 64, 1000])
+@pytest.mark.parametrize("rows", [3, 33])
+def test_layer_kernels_match_numpy(n_in, n_out, rows):
+    """The INTERFACE.md section 1 dense layer on the training kernels (BLAS where training
+    would pick it), the first layer (dinp None) by rows or by columns."""
+    rng = np.random.default_rng(n_in * n_out + rows)
+    inp = (rng.standard_normal((rows, n_in)) * (rng.random((rows, n_in)) < 0.5)).astype(np.float32)
+    weight = rng.standard_normal((n_out, n_in)).astype(np.float32) / np.float32(np.sqrt(n_in))
+    bias = rng.standard_normal(n_out).astype(np.float32)
+    dout = rng.standard_normal((rows, n_out)).astype(np.float32)
+    got, want = {}, {}
+    for backend, store in (("numba", got), ("numpy", want)):
+        kb = kernels.backend(backend)
+        out = np.full((rows, n_out), np.nan, np.float32)
+        kb.dense_forward(out, inp, weight, bias)
+        dinp = np.full((rows, n_in), np.nan, np.float32)
+        dw, db = np.full_like(weight, np.nan), np.full_like(bias, np.nan)
+        kb.dense_backward(dinp, dw, db, dout, inp, weight)
+        dw0, db0 = np.full_like(weight, np.nan), np.full_like(bias, np.nan)
+        kb.dense_backward(None, dw0, db0, dout, inp, weight)
+        store.update(out=out, dinp=dinp, dw=dw, db=db, dw0=dw0, db0=db0)
+    for key in want:
+        assert_matches(got[key], want[key], rtol=2e-5)
+
+
+@pytest.mark.parametrize("width", [200, 1000])
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_first_layer_split_by_lanes_matches_one_thread(numba_paths, width, name):
+    """A wide first layer (N_IN-width-10, our dense kernels) on two threads is split by output
+    lanes
+    (train_loop_lanes): exactly the arithmetic of one thread, and NumPy's to rounding."""
+    from kernels.numba import network
+
+    numba_paths(False)
+    net = Net((N_IN, width, 10))
+    rng = np.random.default_rng(width)
+    params = (rng.standard_normal(net.n_params) * 0.1).astype(np.float32)
+    X = sparse_inputs(200, False, 11)
+    y = rng.integers(0, 10, len(X))
+    nb = kernels.backend("numba")
+    inputs = nb.prepare_inputs(X)
+    g = network.geometry(net, 40)
+    assert network._first_layer_leads(g, net, (inputs.cols, inputs.vals, inputs.starts, None))
+    order = rng.permutation(len(X))
+    lrs = np.full(5, 0.01 if name == "adam" else 0.1, np.float32)
+    runs = []
+    for backend, threads in (("numba", 1), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, name)
+        losses, _ = kb.train_steps(p, state, net, kb.prepare_inputs(X), y, order, 40, lrs,
+                                   Optimizer(name), 0, threads)  # fmt: skip
+        runs.append((losses, p))
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_allclose(runs[1][0], runs[2][0], rtol=2e-5)
+    if name == "sgd":  # (Adam turns rounding-level gradients into ±lr steps)
+        assert_matches(runs[1][1], runs[2][1], rtol=2e-5)
+
+
+@pytest.mark.parametrize("uint8", [True, False], ids=["uint8", "float32"])
+def test_prepare_inputs_is_the_csr_of_every_row(uint8):
+    """Rows enough for prepare_inputs to fill slices on several threads: the same CSR as one
+    pass, and the same as the non-zero entries NumPy finds (x / 255 for uint8)."""
+    from kernels.numba import work
+
+    X = sparse_inputs(5000, uint8, 12)
+    prepared = kernels.backend("numba").prepare_inputs(X)
+    scale = np.float32(1 / 255) if uint8 else np.float32(1)
+    cols, vals, starts = work.sparse_rows(X, np.arange(len(X), dtype=np.int64), scale)
+    total = starts[-1]
+    np.testing.assert_array_equal(prepared.starts, starts)
+    np.testing.assert_array_equal(prepared.cols[:total], cols[:total])
+    np.testing.assert_array_equal(prepared.vals[:total], vals[:total])
+    rows, columns = np.nonzero(X)
+    np.testing.assert_array_equal(prepared.cols[:total], columns)
+    np.testing.assert_array_equal(prepared.vals[:total], X[rows, columns].astype(np.float32) * scale)
+    assert len(prepared) == 5000 and prepared.shape == X.shape
