@@ -2,6 +2,7 @@
 """Plant typical bugs one at a time in a scratch copy of the project and see if the tests catch them.
 
     FASTMLP_DATA=../shared/mnist nice -n 10 python scripts/mutation_check.py [--only NAME ...]
+    python scripts/mutation_check.py --check    # seconds: can every bug still be planted?
 
 The copy holds the working tree as it is (tracked files and untracked ones git does not
 ignore). First the relevant tests run unmodified and must pass; then each bug is planted
@@ -38,7 +39,7 @@ class Bug:
 
 BUGS = [
     Bug("flipped gradient sign (numba softmax cross-entropy), warm cache",
-        "kernels/numba_net.py",
+        "kernels/numba/heads.py",
         (("sc = vsplat(scale)\n", "sc = vsplat(-scale)\n"),
          ("d[row + label] -= scale", "d[row + label] += scale")),
         ("tests/test_kernels_gradcheck.py", "tests/test_kernels_agree.py")),
@@ -47,8 +48,8 @@ BUGS = [
         (("np.sum(dout, axis=0, out=dbias)", "dbias[...] = 0"),),
         ("tests/test_training.py",)),
     Bug("dropped first-layer bias gradient (numba)",
-        "kernels/numba_train.py",
-        (("    bias_backward(grad, geo[BOFF, 0], delta, o0, arow, n, s)\n",
+        "kernels/numba/train.py",
+        (("    bias_backward(grad, geo[BOFF, 0], delta, geo[AOFF, 0], arow, n, geo[STRIDE, 0])\n",
           "    pass  # bias gradient dropped\n"),),
         ("tests/test_kernels_gradcheck.py", "tests/test_training.py")),
     Bug("transposed confusion matrix (MLP.evaluate)",
@@ -76,8 +77,8 @@ BUGS = [
         ("tests/test_picture_content.py", "tests/test_pictures.py")),
     Bug("sample digit captions shifted by one",
         "fastmlp/pictures.py",
-        (("captions = [[(str(labels[i]), _TEXT)] for i in range(count)]",
-          "captions = [[(str(labels[(i + 1) % count]), _TEXT)] for i in range(count)]"),),
+        (("captions = [[(str(labels[i]), INK)] for i in range(count)]",
+          "captions = [[(str(labels[(i + 1) % count]), INK)] for i in range(count)]"),),
         ("tests/test_picture_content.py", "tests/test_pictures.py")),
     Bug("transposed weight tiles",
         "fastmlp/pictures.py",
@@ -93,9 +94,11 @@ BUGS = [
           "ys = centre[1] - half + (np.arange(size) + 0.5) * step"),),
         ("tests/test_picture_content.py", "tests/test_pictures.py")),
     Bug("numba threaded path never taken",
-        "kernels/numba_backend.py",
-        (("if threads > 1 and min(batch_size, len(order)) >= PARALLEL_MIN_BATCH:",
-          "if False and min(batch_size, len(order)) >= PARALLEL_MIN_BATCH:"),),
+        "kernels/numba/network.py",
+        (("if threads > 1 and rows >= LANES_MIN_BATCH and",
+          "if False and rows >= LANES_MIN_BATCH and"),
+         ("elif threads > 1 and rows >= PARALLEL_MIN_BATCH and",
+          "elif False and rows >= PARALLEL_MIN_BATCH and")),
         ("tests/test_threads.py", "tests/test_numba_backend.py")),
     Bug("swapped labels 3 and 5 in the loader",
         "fastmlp/data.py",
@@ -125,17 +128,17 @@ BUGS = [
           "rows = order[j * batch_size : (j + 1) * batch_size] if (j + 1) * batch_size <= len(order) else order[:0]"),),
         ("tests/test_kernels_agree.py",)),
     Bug("model file skips the last tensor",
-        "fastmlp/modelfile.py",
-        (("tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict(layer_names).items()}",
-          "tensors = {k: np.ascontiguousarray(v) for k, v in list(model.state_dict(layer_names).items())[:-1]}"),),
+        "fastmlp/model.py",
+        (("write_model_file(path, self.state_dict(layer_names), metadata,",
+          "write_model_file(path, dict(list(self.state_dict(layer_names).items())[:-1]), metadata,"),),
         ("tests/test_modelfile.py",)),
     Bug("IDX reader accepts trailing bytes",
         "fastmlp/idx.py",
         (("    if len(data) != claimed:\n", "    data = data[:claimed]\n    if len(data) != claimed:\n"),),
         ("tests/test_idx.py",)),
     Bug("stale compiled kernels (cache not keyed by the sources)",
-        "kernels/numba_backend.py",
-        (("import kernels.numba_cache  # noqa: F401", "# import kernels.numba_cache removed"),),
+        "kernels/numba/__init__.py",
+        (("import kernels.numba_cache  # noqa: F401, I001\n", "# import kernels.numba_cache removed\n"),),
         ("tests/test_numba_cache.py",)),
     Bug("CI lets the torch install fail",
         ".ci/run",
@@ -146,6 +149,31 @@ BUGS = [
         (("if require_torch() and TORCH_SKIP", "if False and TORCH_SKIP"),),
         ("tests/test_ci_referee.py",)),
 ]  # fmt: skip
+
+
+def unplantable(bug: Bug, root: Path) -> str | None:
+    """Why ``bug`` cannot be planted in the tree at ``root`` (None: every edit's text is
+    found exactly once in its file)."""
+    path = root / bug.path
+    if not path.is_file():
+        return f"no file {bug.path}"
+    text = path.read_text()
+    for old, _ in bug.edits:
+        count = text.count(old)
+        if count != 1:
+            return f"{old.strip()!r} found {count} times in {bug.path}"
+    return None
+
+
+def check(bugs: list[Bug]) -> int:
+    """Only verify that every bug can be planted in this working tree; no tests run."""
+    bad = 0
+    for bug in bugs:
+        why = unplantable(bug, ROOT)
+        bad += why is not None
+        print(f"{'ok' if why is None else 'BAD':<7} {bug.name}" + (f": {why}" if why else ""))
+    print(f"{len(bugs) - bad} of {len(bugs)} bugs can be planted")
+    return 1 if bad else 0
 
 
 def scratch_copy(dest: Path) -> None:
@@ -180,8 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", help="run only the bugs whose name contains these")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that each edit's text is found exactly once; run no tests")  # fmt: skip
     args = parser.parse_args(argv)
     bugs = [b for b in BUGS if not args.only or any(o in b.name for o in args.only)]
+    if not bugs:
+        print("no bug matches --only", *args.only)
+        return 2
+    if args.check:
+        return check(bugs)
 
     work = Path(tempfile.mkdtemp(prefix="fastmlp-mutants-"))
     copy = work / "project"
@@ -198,13 +233,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         caught = 0
         for bug in bugs:
+            why = unplantable(bug, copy)
+            if why is not None:
+                print(f"n/a     {bug.name}: not planted, the code changed ({why})")
+                continue
             path = copy / bug.path
             original = path.read_text()
             text = original
-            missing = [old for old, _ in bug.edits if text.count(old) != 1]
-            if missing:
-                print(f"n/a     {bug.name}: not planted, the code changed ({missing[0].strip()!r})")
-                continue
             for old, new in bug.edits:
                 text = text.replace(old, new)
             path.write_text(text)
