@@ -111,9 +111,12 @@ class BaseMLP(BaseEstimator):
         rule = self._rule(batch_size)
         threads = self.threads or os.cpu_count() or 1
         self.stopped_early_ = False
+        # The backend's copy of the rows, made once for every epoch of this call (numba: the
+        # non-zero entries; given X itself, train_steps would collect them on each call).
+        inputs = self.model_.kernels.prepare_inputs(X)
         for _ in range(1 if incremental else self.max_iter):
             params, state = self.model_.params.copy(), _copies(self._opt_state)
-            loss = self._epoch(X, y, pool, batch_size, rule, threads)
+            loss = self._epoch(inputs, y, pool, batch_size, rule, threads)
             if loss is None:  # diverged: back to the epoch's start, and stop
                 self.model_.params[...] = params
                 for key, value in state.items():
@@ -216,7 +219,7 @@ class BaseMLP(BaseEstimator):
 
     def _epoch(
         self,
-        X: np.ndarray,
+        X: Any,
         y: np.ndarray,
         pool: np.ndarray,
         batch_size: int,
