@@ -96,7 +96,9 @@ def test_sweep_workers(run, benchmark, full, idx_folder, tmp_path, workers):
     from fastmlp.sweep import grid_from, make_trials
     from fastmlp.sweep_run import run_sweep
 
-    n_epochs = 10 if full else 1
+    # Trials of the default recipe's length (40 epochs, about a second each): with shorter
+    # ones, starting the workers and loading MNIST weigh as much as the training.
+    n_epochs = 40 if full else 1
     trials = make_trials(grid_from({"hidden": "16,16", "epochs": n_epochs, "lr": 0.1}),
                          list(range(8)))  # fmt: skip
     outs = iter(range(100))
