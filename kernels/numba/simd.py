@@ -48,16 +48,16 @@ class _F32x16Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _VEC)
 
 
+def _is_flat(arr) -> bool:
+    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+
+
 def _is_f32_flat(arr) -> bool:
-    return (
-        isinstance(arr, types.Array)
-        and arr.dtype == types.float32
-        and arr.ndim == 1
-        and arr.layout == "C"
-    )
+    return _is_flat(arr) and arr.dtype == types.float32
 
 
 def _lane_pointer(context, builder, arrty, arr, idxty, idx):
+    """Pointer to arr[idx] of a flat C-contiguous array (no wraparound, no bounds check)."""
     ary = context.make_array(arrty)(context, builder, arr)
     i = context.cast(builder, idx, idxty, types.intp)
     return builder.gep(ary.data, [i], inbounds=True)
@@ -397,16 +397,13 @@ def at(typingctx, arr, i):
     is: a compare and a conditional move per access, which also hides from LLVM that
     consecutive accesses are consecutive. Here ``i`` must be in ``0 .. len(arr) - 1``.
     """
-    if not (
-        isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-        and isinstance(i, types.Integer)
-    ):  # fmt: skip
+    if not (_is_flat(arr) and isinstance(i, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        index = context.cast(builder, args[1], sig.args[1], types.intp)
-        return builder.load(builder.gep(ary.data, [index], inbounds=True))
+        return builder.load(
+            _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        )
 
     return arr.dtype(arr, i), codegen
 
@@ -414,16 +411,11 @@ def at(typingctx, arr, i):
 @intrinsic
 def prefetch_flat(typingctx, arr, i):
     """Hint the CPU to start loading the cache line of arr[i] (1-D, C order) for reading."""
-    if not (
-        isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-        and isinstance(i, types.Integer)
-    ):  # fmt: skip
+    if not (_is_flat(arr) and isinstance(i, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        i = context.cast(builder, args[1], sig.args[1], types.intp)
-        ptr = builder.gep(ary.data, [i], inbounds=True)
+        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
         i8p = ir.IntType(8).as_pointer()
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),

@@ -275,6 +275,27 @@ def refresh(wc, work, geo):
     refresh_copies(wc, work, geo[SIZES], geo[STRIDE], geo[WOFF], geo[COFF], geo[PATH])
 
 
+@njit(cache=True, inline="always")
+def first_layer_target(work, grad, opt, hyper, geo):
+    """(in place?, where the first layer's weight gradient goes, where update() starts).
+
+    For plain SGD without weight decay the first layer's weights (work[0:geo[BOFF, 0]]) take
+    their gradient times -lr straight away and update() skips them. Chosen once per call so
+    that the inlined rows_grad has one call site, not two copies, and `lo` is an int64
+    either way (a literal 0 argument compiles a second specialisation of update).
+    """
+    in_place = opt == SGD and f32(hyper[WEIGHT_DECAY]) == ZERO
+    w_first = work if in_place else grad
+    lo = geo[BOFF, 0] if in_place else 0
+    return in_place, w_first, lo
+
+
+@njit(cache=True, inline="always")
+def lane_cut(s0, blocks, t, shards):
+    """Thread t's lanes [qa, qb) of the first layer's s0: whole blocks of WIDE lanes."""
+    return min(s0, blocks * t // shards * WIDE), min(s0, blocks * (t + 1) // shards * WIDE)
+
+
 @njit(cache=True)
 def train_loop(work, wc, velocity, m, v, inputs, labels, target, order, batch_size, lrs,
                step0, geo, codes, hyper, losses, correct):  # fmt: skip
@@ -288,13 +309,7 @@ def train_loop(work, wc, velocity, m, v, inputs, labels, target, order, batch_si
     grad = np.zeros(pw, np.float32)
     scratch = row_scratch(rows, codes[AROW], geo[SIZES, 0],
                           most_entries(inputs, n_rows, batch_size))
-    in_place = opt == SGD and f32(hyper[WEIGHT_DECAY]) == ZERO
-    # The first layer's weights are work[0:geo[BOFF, 0]]; in place, its weight gradient goes
-    # straight into them times -lr and update() skips them. Chosen here so that rows_grad
-    # (inlined) has one call site, not two copies, and `lo` is an int64 either way (a
-    # literal 0 argument compiles a second specialisation of update).
-    w_first = work if in_place else grad
-    lo = geo[BOFF, 0] if in_place else 0
+    in_place, w_first, lo = first_layer_target(work, grad, opt, hyper, geo)
     for j in range(losses.shape[0]):
         r0 = j * batch_size
         n = min(batch_size, n_rows - r0)
@@ -377,9 +392,7 @@ def train_loop_lanes(work, wc, velocity, m, v, inputs, labels, target, order, ba
     scratch = row_scratch(rows, codes[AROW], geo[SIZES, 0],
                           most_entries(inputs, n_rows, batch_size))  # fmt: skip
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
-    in_place = opt == SGD and f32(hyper[WEIGHT_DECAY]) == ZERO
-    w_first = work if in_place else grad
-    lo = geo[BOFF, 0] if in_place else 0
+    in_place, w_first, lo = first_layer_target(work, grad, opt, hyper, geo)
     s0 = geo[STRIDE, 0]
     blocks = -(-s0 // WIDE)
     for j in range(losses.shape[0]):
@@ -389,8 +402,7 @@ def train_loop_lanes(work, wc, velocity, m, v, inputs, labels, target, order, ba
         alpha = -lr if in_place else ONE
         dscale, lscale = scales(codes, n, n_classes)
         for t in prange(shards):
-            qa = min(s0, blocks * t // shards * WIDE)
-            qb = min(s0, blocks * (t + 1) // shards * WIDE)
+            qa, qb = lane_cut(s0, blocks, t, shards)
             first_forward(pre, n, inputs, r0, work, geo, codes, qa, qb)
         net_forward(pre, post, n, inputs, r0, work, geo, codes, np.int64(0), np.int64(0))
         loss, hits = net_head(delta, pre, post, n, labels, target, order, r0, geo, codes, dscale,
@@ -399,8 +411,7 @@ def train_loop_lanes(work, wc, velocity, m, v, inputs, labels, target, order, ba
                      np.int64(0))  # fmt: skip
         transpose_first(scratch, n, inputs, r0, alpha)
         for t in prange(shards):
-            qa = min(s0, blocks * t // shards * WIDE)
-            qb = min(s0, blocks * (t + 1) // shards * WIDE)
+            qa, qb = lane_cut(s0, blocks, t, shards)
             first_backward(w_first, alpha, scratch, n, inputs, r0, geo, codes, qa, qb)
         update(work, grad, lo, pw, velocity, m, v, opt, lr, hyper, step0 + j + 1)
         refresh(wc, work, geo)
