@@ -25,6 +25,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,9 @@ from typing import Any
 # The data set this process loaded last: {key: (train_x, train_y, test_x, test_y)}. One
 # entry at most, so a worker holds one data set (MNIST: 55 MB) whatever the sweep.
 _DATA: dict[tuple, tuple] = {}
+_LOCK = threading.RLock()
+_ACTIVE = 0  # trials running in this process (a Dask worker may run several at once)
+_REAL: Any = None  # fastmlp.data.load_mnist while the cache stands in for it
 
 
 def train_argv(trial: dict[str, Any], data_dir: str | None, folder: Path) -> list[str]:
@@ -102,28 +106,40 @@ def data_kept_between_trials() -> Iterator[None]:
 
     The trial runs the command's own code unchanged; only where its arrays come from
     changes. A folder with files missing goes to the real loader (its errors, its
-    download); a folder whose files changed size or time since is loaded again.
+    download); a folder whose files changed size or time since is loaded again. Safe in
+    a Dask worker running trials on several threads: the loader is swapped by the first
+    trial in and back by the last one out.
     """
     import fastmlp.data as data
 
-    real = data.load_mnist
-
-    def load_mnist(data_dir: Any = None, *, download: bool = True) -> tuple:
-        key = _data_key(data, data_dir)
-        arrays = _DATA.get(key) if key is not None else None
-        if arrays is None:
-            arrays = real(data_dir, download=download)
-            if key is not None and key == _data_key(data, data_dir):  # unchanged meanwhile
-                _DATA.clear()
-                _DATA[key] = arrays
-        # A copy for the trial (55 MB, a few ms): nothing it does reaches the next trial.
-        return tuple(a.copy() for a in arrays)
-
-    data.load_mnist = load_mnist
+    global _ACTIVE, _REAL
+    with _LOCK:
+        if _ACTIVE == 0:
+            _REAL = data.load_mnist
+            data.load_mnist = _cached_load_mnist
+        _ACTIVE += 1
     try:
         yield
     finally:
-        data.load_mnist = real
+        with _LOCK:
+            _ACTIVE -= 1
+            if _ACTIVE == 0:
+                data.load_mnist = _REAL
+
+
+def _cached_load_mnist(data_dir: Any = None, *, download: bool = True) -> tuple:
+    import fastmlp.data as data
+
+    with _LOCK:  # one load at a time: threads of one worker wait for the first
+        key = _data_key(data, data_dir)
+        arrays = _DATA.get(key) if key is not None else None
+        if arrays is None:
+            arrays = _REAL(data_dir, download=download)
+            if key is not None and key == _data_key(data, data_dir):  # unchanged meanwhile
+                _DATA.clear()
+                _DATA[key] = arrays
+    # A copy for the trial (55 MB, a few ms): nothing it does reaches the next trial.
+    return tuple(a.copy() for a in arrays)
 
 
 def _data_key(data: Any, data_dir: Any) -> tuple | None:
