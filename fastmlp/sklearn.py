@@ -61,10 +61,10 @@ from fastmlp.sklearn_base import BaseMLP
 __all__ = ["MLPClassifier", "MLPRegressor", "load_estimator", "expected_failed_checks"]
 
 _SAMPLE_WEIGHT_XFAIL = (
-    "training is stochastic mini-batch descent: a row of weight 2 is one row of one batch, "
-    "the same row repeated is two rows of (mostly) two batches, shuffled with the others, so "
-    "the two fits are not equal (scikit-learn runs this check on its MLPs only with "
-    "solver='lbfgs')"
+    "training is stochastic mini-batch descent: a row of weight 2 is one row of one batch "
+    "(or, on a backend without weighted kernels, visited twice in another order), the same "
+    "row repeated is two rows of (mostly) two batches, shuffled with the others, so the two "
+    "fits are not equal (scikit-learn runs this check on its MLPs only with solver='lbfgs')"
 )
 
 
