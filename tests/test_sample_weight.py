@@ -255,3 +255,28 @@ def test_numba_refuses_weights_until_its_kernels_take_them():
     else:
         with pytest.raises(ValueError, match="numba backend cannot train with sample_weight"):
             model.fit(X, y, epochs=1, progress=False, sample_weight=np.full(20, 0.5))
+
+
+def test_augmented_chunks_get_their_rows_weights(monkeypatch):
+    """With --augment each chunk is new rows 0..k-1: the weights must follow its rows."""
+    reference = kernels.backend("numpy")
+    seen = []
+
+    def train_steps(*args, sample_weight=None, **kwargs):
+        targets, order = args[4], args[5]
+        seen.append((targets[order], sample_weight[order]))
+        return reference.train_steps(*args, sample_weight=sample_weight, **kwargs)
+
+    spy = types.ModuleType("kernels.spy")
+    vars(spy).update({k: v for k, v in vars(reference).items() if not k.startswith("__")})
+    spy.train_steps = train_steps
+    rng = np.random.default_rng(7)
+    X = (rng.random((64, 784)) < 0.2).astype(np.uint8) * 200
+    y = np.arange(64) % 10
+    model = MLP([784, 8, 10], backend="numpy")
+    monkeypatch.setattr(model, "kernels", spy)
+    model.fit(X, y, epochs=2, batch_size=8, augment="shift", progress=False,
+              sample_weight=(y + 1) / 4)  # fmt: skip
+    assert len(seen) > 4
+    for labels, weights in seen:  # each row's weight is its label's: (label + 1) / 4
+        np.testing.assert_array_equal(weights, ((labels + 1) / 4).astype(np.float32))
