@@ -212,9 +212,9 @@ class BaseMLP(BaseEstimator):
 
         scikit-learn's L2 term adds ``alpha * W / batch`` to the mean gradient (batch: its
         rows, or its weight sum with sample_weight); fastmlp adds ``weight_decay * w``, so
-        weight_decay is alpha / batch_size (with weights: batch_size * mean weight). For the regressor
-        fastmlp's MSE gradient is ``2/outputs`` times scikit-learn's half squared error
-        gradient: the decay and Adam's epsilon are scaled alike and the SGD rate divided.
+        weight_decay is alpha / batch_size (with weights: batch_size * mean weight). For the
+        regressor fastmlp's MSE gradient is ``2/outputs`` times scikit-learn's half squared
+        error gradient: the decay and Adam's epsilon are scaled alike and the SGD rate divided.
         """
         c = self._grad_scale()
         return Optimizer(
