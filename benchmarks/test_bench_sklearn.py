@@ -148,6 +148,7 @@ def test_sweep_two_workers_against_one(run, benchmark, full, idx_folder, tmp_pat
     benchmark.group = SWEEP + f", {n_epochs} epoch(s) each"
     run(two_workers, setup=one_worker_round, rounds=5)
     two = sorted(benchmark.stats.stats.data) if benchmark.stats else []
+    one_worker = one_worker[len(one_worker) - len(two) :]  # not the warm-up round's
     ratio = float(np.median(one_worker) / np.median(two)) if two else None
     benchmark.extra_info.update(workers=2, trials=len(trials), epochs=n_epochs,
                                 one_worker_seconds=one_worker, two_over_one=ratio,
