@@ -10,6 +10,9 @@ small slice, once.
 
 from __future__ import annotations
 
+import os
+import resource
+import time
 import warnings
 
 import numpy as np
@@ -91,26 +94,67 @@ def idx_folder(data, tmp_path_factory):
     return str(folder)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sweep_workers(run, benchmark, full, idx_folder, tmp_path, workers):
+def _busy_seconds():
+    """(CPU seconds busy, in total) of the whole machine so far, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz  # less idle and iowait
+
+
+def _own_cpu_seconds():
+    mine = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(r.ru_utime + r.ru_stime for r in mine)
+
+
+def test_sweep_two_workers_against_one(run, benchmark, full, idx_folder, tmp_path):
+    """The same 8 trials on 2 local workers (timed) and on 1 (before each timed round, so
+    the two alternate and share the machine's state); the ratio of their medians. The CPU
+    other processes used meanwhile is recorded: on a busy machine the ratio says little."""
     from fastmlp.sweep import grid_from, make_trials
     from fastmlp.sweep_run import run_sweep
 
     # Trials of the default recipe's length (40 epochs, about a second each): with shorter
-    # ones, starting the workers and loading MNIST weigh as much as the training.
+    # ones, starting the workers weighs as much as the training.
     n_epochs = 40 if full else 1
     trials = make_trials(grid_from({"hidden": "16,16", "epochs": n_epochs, "lr": 0.1}),
                          list(range(8)))  # fmt: skip
-    outs = iter(range(100))
-    results = []
+    outs = iter(range(1000))
+    results, one_worker, others = [], [], {1: [], 2: []}
 
-    def sweep():
+    def sweep(workers):
         out = tmp_path / f"round{next(outs)}"
         results.append(run_sweep(trials, out, data_dir=idx_folder, workers=workers,
                                  echo=lambda line: None))  # fmt: skip
 
+    def measured(workers):
+        busy, own, started = _busy_seconds(), _own_cpu_seconds(), time.perf_counter()
+        sweep(workers)
+        seconds = time.perf_counter() - started
+        if busy is not None:  # cores the rest of the machine kept busy meanwhile
+            after = _busy_seconds()
+            others[workers].append((after[0] - busy[0] - (_own_cpu_seconds() - own)) / seconds)
+        return seconds
+
+    def one_worker_round():
+        one_worker.append(measured(1))
+
+    def two_workers():
+        measured(2)
+
     benchmark.group = SWEEP + f", {n_epochs} epoch(s) each"
-    benchmark.extra_info.update(workers=workers, trials=len(trials), epochs=n_epochs)
-    run(sweep, rounds=3)
+    run(two_workers, setup=one_worker_round, rounds=5)
+    two = sorted(benchmark.stats.stats.data) if benchmark.stats else []
+    one_worker = one_worker[len(one_worker) - len(two) :]  # not the warm-up round's
+    ratio = float(np.median(one_worker) / np.median(two)) if two else None
+    benchmark.extra_info.update(workers=2, trials=len(trials), epochs=n_epochs,
+                                one_worker_seconds=one_worker, two_over_one=ratio,
+                                other_processes_cores=others)  # fmt: skip
+    print(f"\nsweep of {len(trials)} trials x {n_epochs} epochs: 1 worker {one_worker} s, "
+          f"2 workers {two} s; median ratio {ratio}; other processes kept busy "
+          f"{ {w: [round(c, 2) for c in v] for w, v in others.items()} } cores")  # fmt: skip
     assert all(row["status"] == "ok" for rows in results for row in rows)
     assert all(len(rows) == len(trials) for rows in results)

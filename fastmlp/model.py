@@ -12,6 +12,7 @@ import kernels
 from fastmlp import validation as check
 from fastmlp.arrays import as_inputs, as_targets
 from fastmlp.datasets import holdout_indices
+from fastmlp.sample_weights import as_sample_weight, require_sample_weight
 from fastmlp.training import EarlyStopping, History, TrainingOptions, train
 from kernels.layout import INITS, Net, param_layout
 
@@ -143,6 +144,7 @@ class MLP:
         progress: bool = TrainingOptions.progress,
         threads: int | None = TrainingOptions.threads,
         augment: str | None = TrainingOptions.augment,
+        sample_weight: Any = None,
     ) -> History:
         """Train in place with mini-batch gradient descent; see :mod:`fastmlp.training`.
 
@@ -187,6 +189,11 @@ class MLP:
             Train on randomly distorted copies of square uint8 images, made a chunk at a
             time (no augmented data set is stored), seeded by ``seed`` and the epoch; see
             :mod:`kernels.augment_reference`.
+        sample_weight : array_like, optional
+            A weight >= 0 per row of ``X`` (finite, not all zero): each batch's loss and
+            gradient become the weighted mean over its rows (scikit-learn's meaning), and
+            ``validation_split`` splits the weights with the rows. Needs a backend whose
+            kernels take weights (numpy and python; see :mod:`fastmlp.sample_weights`).
 
         Returns
         -------
@@ -217,6 +224,10 @@ class MLP:
         )
         inputs = self.prepare_inputs(X)
         targets = self.prepare_targets(y, len(inputs))
+        weights = None
+        if sample_weight is not None:
+            weights = as_sample_weight(sample_weight, len(inputs))
+            require_sample_weight(self.kernels, self.backend)
         validation = None
         if options.validation_split is not None:
             if validation_data is not None:
@@ -227,13 +238,18 @@ class MLP:
             )
             validation = inputs[held], targets[held]
             inputs, targets = inputs[rest], targets[rest]
+            if weights is not None:
+                what = "sample_weight of the rows left after validation_split"
+                weights = as_sample_weight(weights[rest], len(rest), what)
         elif validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             # Checked and converted once: evaluating every epoch then converts nothing.
             val_inputs = self.prepare_inputs(validation_data[0])
             validation = (val_inputs, self.prepare_targets(validation_data[1], len(val_inputs)))
-        self.history = train(self, inputs, targets, options, validation, early_stopping)
+        self.history = train(
+            self, inputs, targets, options, validation, early_stopping, sample_weight=weights
+        )
         return self.history
 
     def feedforward(self, X: Any) -> np.ndarray:

@@ -3,7 +3,7 @@
 Drop-in for :mod:`sklearn.neural_network`: the same constructor parameters, meanings and
 fitted attributes wherever fastmlp has the feature, and a clear ``ValueError`` naming the
 parameter where it does not (``solver="lbfgs"``, ``nesterovs_momentum=True`` with
-momentum, ``loss="poisson"``, multilabel targets, fractional ``sample_weight``).
+momentum, ``loss="poisson"``, multilabel targets).
 
 >>> from fastmlp.sklearn import MLPClassifier
 >>> clf = MLPClassifier(hidden_layer_sizes=(16, 16), solver="sgd", momentum=0,
@@ -25,9 +25,11 @@ Beyond scikit-learn:
 - ``backend`` ({"numba", "numpy", "python"}), ``lr_schedule`` ({None, "step", "cosine",
   "onecycle"} over ``max_iter`` epochs) and ``init`` (default ``"sklearn"``: scikit-learn's
   uniform initialisation of weights and biases; or one of fastmlp's, e.g. ``"he"``).
-- ``sample_weight`` in whole numbers: each row is visited that many times per epoch, so
-  the epoch's loss is the weighted loss (the kernels have no weighted loss, so fractional
-  weights raise an error).
+- ``sample_weight`` (any weights >= 0): each batch's loss and gradient are the weighted mean
+  over its rows, as in scikit-learn; ``alpha`` is divided by the mean batch's weight sum
+  (scikit-learn: each batch's own). The validation split of ``early_stopping`` splits the
+  weights too, and the validation score is weighted. On a backend whose kernels take no
+  weights yet, whole-number weights repeat rows instead and fractional ones are refused.
 - :meth:`save` / :meth:`load`: fastmlp's safetensors model file (loads into PyTorch too).
 
 Differences to know: the binary classifier has two softmax outputs (scikit-learn: one
@@ -59,9 +61,10 @@ from fastmlp.sklearn_base import BaseMLP
 __all__ = ["MLPClassifier", "MLPRegressor", "load_estimator", "expected_failed_checks"]
 
 _SAMPLE_WEIGHT_XFAIL = (
-    "training is stochastic mini-batch descent: integer weights visit rows as often as "
-    "repeating them would, but in another order, so the two fits are not equal "
-    "(scikit-learn runs this check on its MLPs only with solver='lbfgs')"
+    "training is stochastic mini-batch descent: a row of weight 2 is one row of one batch "
+    "(or, on a backend without weighted kernels, visited twice in another order), the same "
+    "row repeated is two rows of (mostly) two batches, shuffled with the others, so the two "
+    "fits are not equal (scikit-learn runs this check on its MLPs only with solver='lbfgs')"
 )
 
 

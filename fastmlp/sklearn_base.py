@@ -23,6 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastmlp.model import MLP
+from fastmlp.sample_weights import as_sample_weight, takes_sample_weight
 from fastmlp.schedules import learning_rates
 from fastmlp.sklearn_parts import (
     ACTIVATIONS,
@@ -105,10 +106,17 @@ class BaseMLP(BaseEstimator):
             self._lr = float(self.learning_rate_init)
         if val is not None and self.validation_scores_ is None:
             self.validation_scores_, self.validation_loss_curve_ = [], []
-        pool = row_pool(weights, X.shape[0])
+        # Weights go to the kernels where they take them; otherwise whole-number weights
+        # repeat rows (row_pool), the one way of weighing such a backend has.
+        sw = None
+        if weights is not None and takes_sample_weight(self.model_.kernels):
+            sw, weights = weights.astype(np.float32), None
+        pool = row_pool(weights, X.shape[0], self.backend)
         n = len(pool)
         batch_size = self._batch_size(n)
-        rule = self._rule(batch_size)
+        # scikit-learn divides alpha by the batch's weight sum: the mean batch's here.
+        mass = batch_size if sw is None else batch_size * float(sw.mean(dtype=np.float64))
+        rule = self._rule(mass)
         threads = self.threads or os.cpu_count() or 1
         self.stopped_early_ = False
         # The backend's copy of the rows, made once for every epoch of this call (numba: the
@@ -116,7 +124,7 @@ class BaseMLP(BaseEstimator):
         inputs = self.model_.kernels.prepare_inputs(X)
         for _ in range(1 if incremental else self.max_iter):
             params, state = self.model_.params.copy(), _copies(self._opt_state)
-            loss = self._epoch(inputs, y, pool, batch_size, rule, threads)
+            loss = self._epoch(inputs, y, pool, batch_size, rule, threads, sw, mass)
             if loss is None:  # diverged: back to the epoch's start, and stop
                 self.model_.params[...] = params
                 for key, value in state.items():
@@ -199,13 +207,14 @@ class BaseMLP(BaseEstimator):
             return "adam"
         return "momentum" if self.momentum > 0 else "sgd"
 
-    def _rule(self, batch_size: int) -> Optimizer:
+    def _rule(self, batch_size: float) -> Optimizer:
         """fastmlp's update rule with scikit-learn's meanings.
 
-        scikit-learn's L2 term adds ``alpha * W / batch`` to the mean gradient; fastmlp adds
-        ``weight_decay * w``, so weight_decay is alpha / batch_size. For the regressor
-        fastmlp's MSE gradient is ``2/outputs`` times scikit-learn's half squared error
-        gradient: the decay and Adam's epsilon are scaled alike and the SGD rate divided.
+        scikit-learn's L2 term adds ``alpha * W / batch`` to the mean gradient (batch: its
+        rows, or its weight sum with sample_weight); fastmlp adds ``weight_decay * w``, so
+        weight_decay is alpha / batch_size (with weights: batch_size * mean weight). For the
+        regressor fastmlp's MSE gradient is ``2/outputs`` times scikit-learn's half squared
+        error gradient: the decay and Adam's epsilon are scaled alike and the SGD rate divided.
         """
         c = self._grad_scale()
         return Optimizer(
@@ -225,6 +234,8 @@ class BaseMLP(BaseEstimator):
         batch_size: int,
         rule: Optimizer,
         threads: int,
+        sample_weight: np.ndarray | None = None,
+        mass: float | None = None,
     ) -> float | None:
         """One pass over ``pool`` (row indices); the epoch's loss as loss_, or None if it diverged."""
         model = self.model_
@@ -252,15 +263,17 @@ class BaseMLP(BaseEstimator):
                 rule,
                 self._step,
                 threads,
+                # the unweighted call stays the unweighted one, for any backend
+                **({} if sample_weight is None else {"sample_weight": sample_weight}),
             )
         if not (np.isfinite(losses).all() and np.isfinite(model.params).all()):
             return None
         self._step += n_batches
         rows = np.minimum(batch_size, len(order) - np.arange(n_batches) * batch_size)
         loss = float(np.dot(losses.astype(np.float64), rows)) / len(order)
-        return loss * self._loss_scale + self._penalty(batch_size)
+        return loss * self._loss_scale + self._penalty(batch_size if mass is None else mass)
 
-    def _penalty(self, batch_size: int) -> float:
+    def _penalty(self, batch_size: float) -> float:
         """scikit-learn's L2 term of loss_, 0.5 * alpha * ||W||^2 / batch (weights only)."""
         squares = sum(float(np.sum(w.astype(np.float64) ** 2)) for w in self.coefs_)
         return 0.5 * float(self.alpha) * squares / batch_size
@@ -308,14 +321,8 @@ class BaseMLP(BaseEstimator):
         if sample_weight is None:
             return None
         weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        if not np.all(np.mod(weights, 1) == 0):
-            raise ValueError(
-                "sample_weight must hold whole numbers: fastmlp repeats each row "
-                "sample_weight times (its kernels have no weighted loss)"
-            )
-        if weights.sum() == 0:
-            raise ValueError("sample_weight is zero everywhere: nothing to train on")
-        return weights.astype(np.int64)
+        # The checks MLP.fit makes (finite, fits float32, not all zero), one line each.
+        return as_sample_weight(weights, X.shape[0]).astype(np.float64)
 
     def _split_validation(self, X: np.ndarray, y: np.ndarray, weights: Any) -> tuple:
         from sklearn.model_selection import train_test_split

@@ -185,16 +185,22 @@ def training_record(est: Any, batch_size: int, threads: int, optimizer: str) -> 
     )
 
 
-def row_pool(weights: np.ndarray | None, n: int) -> np.ndarray:
-    """Row indices one epoch visits: each row once, or sample_weight times."""
+def row_pool(weights: np.ndarray | None, n: int, backend: str = "numba") -> np.ndarray:
+    """Row indices one epoch visits: each row once, or sample_weight times (whole numbers,
+    for a backend whose kernels take no weights)."""
     if weights is None:
         return np.arange(n, dtype=np.int64)
+    if not np.all(np.mod(weights, 1) == 0):
+        raise ValueError(
+            f"the {backend} backend cannot train with fractional sample_weight yet (its "
+            "kernels take no weights, whole numbers repeat rows); use backend='numpy'"
+        )
     if weights.sum() > MAX_WEIGHTED_ROWS:
         raise ValueError(
             f"sample_weight sums to {int(weights.sum())}: an epoch would visit more than "
             f"{MAX_WEIGHTED_ROWS} rows"
         )
-    return np.repeat(np.arange(n, dtype=np.int64), weights)
+    return np.repeat(np.arange(n, dtype=np.int64), weights.astype(np.int64))
 
 
 def _is_json(value: Any) -> bool:

@@ -7,17 +7,17 @@ Dask distributed cluster (``--scheduler tcp://HOST:PORT``). Each result is appen
 ``results.jsonl`` and ``results.csv`` in the output folder the moment its trial finishes;
 running the same sweep again skips the trials already there.
 
-Before the trials start, one worker per machine runs a tiny training run so the Numba
-kernels are compiled once into the shared cache (the same NUMBA_CACHE_DIR, or the default
-``__pycache__`` beside the kernels); every trial records how many kernel signatures it had
-to compile (``compiled``) and how many it loaded from the cache (``cache_hits``).
+Before the trials start, every worker runs a tiny training run so the Numba kernels are
+compiled once per machine into the shared cache (the same NUMBA_CACHE_DIR, or the default
+``__pycache__`` beside the kernels) and loaded by the others (:mod:`fastmlp.sweep_worker`,
+which runs the trials); every trial records how many kernel signatures it had to compile
+(``compiled``) and how many it loaded from the cache (``cache_hits``).
 
 This module imports only the standard library at the top: ``fastmlp --help`` stays quick.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import random
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -144,141 +143,6 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise SweepError(f"{path}: unknown keys {sorted(unknown)}; use seeds, samples, "
                          "sample_seed and an [options] table")  # fmt: skip
     return config
-
-
-# --- one trial, in a worker process ----------------------------------------------------------
-
-
-def train_argv(trial: dict[str, Any], data_dir: str | None, folder: Path) -> list[str]:
-    """The `fastmlp train` command line of a trial."""
-    argv = ["train", "--quiet", "--no-download", "--seed", str(trial["seed"])]
-    for name, value in trial["options"].items():
-        argv += [f"--{name.replace('_', '-')}", value]
-    if "threads" not in trial["options"]:
-        argv += ["--threads", "1"]  # the workers are the parallelism
-    if data_dir:
-        argv += ["--data-dir", data_dir]
-    name = trial["trial"]
-    return argv + ["--save", str(folder / f"{name}.safetensors"), "--json",
-                   str(folder / f"{name}.json")]  # fmt: skip
-
-
-def run_trial(trial: dict[str, Any], data_dir: str | None, out: str) -> dict[str, Any]:
-    """Run one trial as `fastmlp train` runs it; never raises: a failure is a row too."""
-    import contextlib
-    import socket
-
-    from fastmlp.commands import add_train_parser
-
-    started = time.perf_counter()
-    compiled_before, hits_before = numba_cache_counts()
-    folder = Path(out) / "trials"
-    folder.mkdir(parents=True, exist_ok=True)
-    row: dict[str, Any] = {"trial": trial["trial"], "seed": trial["seed"], **trial["options"]}
-    stderr = io.StringIO()
-    if "threads" not in trial["options"]:
-        _one_numba_thread()  # the workers are the parallelism: no threads on top of them
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
-            # The `train` subparser alone (not fastmlp.cli, which imports this module's
-            # command): the same flags, defaults and handler as `fastmlp train`.
-            parser = argparse.ArgumentParser(prog="fastmlp")
-            add_train_parser(parser.add_subparsers(required=True))
-            args = parser.parse_args(train_argv(trial, data_dir, folder))
-            status = args.handler(args)
-        results = json.loads((folder / f"{trial['trial']}.json").read_text())
-        row.update(
-            test_accuracy=results.get("test_accuracy"),
-            test_loss=results.get("test_loss"),
-            epochs_run=len(results.get("epochs", [])),
-            stop_reason=results.get("stop_reason"),
-            train_seconds=results.get("train_seconds"),
-            warmup_seconds=results.get("warmup_seconds"),
-        )
-        row["status"] = "ok" if status == 0 else "failed"
-        if status != 0:
-            row["error"] = _last_line(stderr.getvalue()) or f"exit status {status}"
-    except SystemExit as exc:  # argparse: a bad option value
-        row.update(status="failed", error=_last_line(stderr.getvalue()) or f"exit {exc.code}")
-    except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    row["seconds"] = time.perf_counter() - started
-    compiled, hits = numba_cache_counts()
-    row["compiled"], row["cache_hits"] = compiled - compiled_before, hits - hits_before
-    row.update(host=socket.gethostname(), pid=os.getpid(), versions=versions(),
-               finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))  # fmt: skip
-    return row
-
-
-def _one_numba_thread() -> None:
-    try:
-        import numba
-    except ImportError:
-        return
-    numba.set_num_threads(1)  # this thread's share, read by the kernels' forward as well
-
-
-def start_worker() -> int:
-    """Import what a trial needs (not running the kernels, so nothing compiles); the pid."""
-    import fastmlp.commands  # noqa: F401
-    import fastmlp.model  # noqa: F401
-
-    return os.getpid()
-
-
-def warm_up(backends: list[str]) -> dict[str, Any]:
-    """Compile (or load) the kernels once on this machine, so trials find them cached."""
-    import numpy as np
-
-    from fastmlp.model import MLP
-
-    started = time.perf_counter()
-    rng = np.random.default_rng(0)
-    X = (rng.random((64, 784)) < 0.2).astype(np.uint8) * 200
-    y = np.arange(64) % 10
-    for backend in backends:
-        model = MLP([784, 4, 10], backend=backend)
-        model.fit(X, y, epochs=1, batch_size=32, validation_data=(X, y), progress=False,
-                  threads=1)  # fmt: skip
-        model.evaluate(X, y)
-    compiled, hits = numba_cache_counts()
-    return {"seconds": time.perf_counter() - started, "compiled": compiled, "cache_hits": hits}
-
-
-def numba_cache_counts() -> tuple[int, int]:
-    """(kernel signatures this process compiled, signatures it loaded from Numba's cache)."""
-    import sys
-
-    try:
-        from numba.core.registry import CPUDispatcher
-    except ImportError:
-        return 0, 0
-    dispatchers = {id(v): v for name, module in list(sys.modules.items())
-                   if name.startswith("kernels") for v in vars(module).values()
-                   if isinstance(v, CPUDispatcher)}  # fmt: skip
-    misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers.values())
-    hits = sum(sum(d.stats.cache_hits.values()) for d in dispatchers.values())
-    return misses, hits
-
-
-def versions() -> str:
-    import platform
-    from importlib import metadata
-
-    import fastmlp
-
-    parts = [f"fastmlp={fastmlp.__version__}", f"python={platform.python_version()}"]
-    for package in ("numpy", "numba"):
-        try:
-            parts.append(f"{package}={metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return " ".join(parts)
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].removeprefix("fastmlp: error: ") if lines else ""
 
 
 # --- the results files ------------------------------------------------------------------------

@@ -18,10 +18,8 @@ from fastmlp.sweep import (
     load_config,
     make_trials,
     parse_seeds,
-    run_trial,
-    start_worker,
-    warm_up,
 )
+from fastmlp.sweep_worker import run_trial, start_worker, warm_up
 
 
 def run_sweep(
@@ -77,17 +75,18 @@ def _on_local_processes(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    workers = workers or os.cpu_count() or 1
+    workers = min(workers or os.cpu_count() or 1, len(todo))
     # spawn: a fresh interpreter per worker, nothing inherited from the driver's threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        # Every worker starts at once (a pool spawns one per task waiting), while one of
-        # them compiles the kernels or loads them from the cache: nothing compiles twice.
-        starting = [pool.submit(start_worker) for _ in range(min(workers, len(todo)) - 1)]
+        # One warm-up per worker, all started at once (a pool spawns a process per task
+        # waiting): they load the compiled kernels in parallel, or take turns where the
+        # cache is not known to be complete, so nothing compiles twice (sweep_worker).
+        task, args = (warm_up, (backends,)) if backends else (start_worker, ())
+        reports = [future.result() for future in
+                   [pool.submit(task, *args) for _ in range(workers)]]  # fmt: skip
         if backends:
-            _report_warm_up([pool.submit(warm_up, backends).result()], echo)
-        for future in starting:
-            future.result()
+            _report_warm_up(reports, echo)
         futures = [pool.submit(run_trial, trial, data_dir, out) for trial in todo]
         try:
             for future in as_completed(futures):
@@ -112,12 +111,9 @@ def _on_dask(
         workers = _scheduler_workers(client)
         if not workers:
             raise SweepError(f"the Dask scheduler {client.scheduler.address} has no workers")
-        one_per_host: dict[str, str] = {}
-        for address, info in workers.items():
-            one_per_host.setdefault(info.get("host", address), address)
-        if backends:
+        if backends:  # every worker at once; those of one machine share its cache
             warm = [client.submit(warm_up, backends, workers=[a], allow_other_workers=False,
-                                  pure=False) for a in one_per_host.values()]  # fmt: skip
+                                  pure=False) for a in workers]  # fmt: skip
             _report_warm_up(client.gather(warm), echo)
         futures = client.map(run_trial, todo, data_dir=data_dir, out=out, pure=False)
         try:
@@ -139,11 +135,12 @@ def _scheduler_workers(client: Any) -> dict[str, Any]:
 
 
 def _report_warm_up(reports: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
-    for report in reports:
-        echo(
-            f"kernels ready in {report['seconds']:.1f} s ({report['compiled']} compiled, "
-            f"{report['cache_hits']} from the cache)"
-        )
+    processes = len({report["pid"] for report in reports})
+    echo(
+        f"kernels ready in {max(r['seconds'] for r in reports):.1f} s on {processes} "
+        f"worker(s) ({sum(r['compiled'] for r in reports)} compiled, "
+        f"{sum(r['cache_hits'] for r in reports)} from the cache)"
+    )
 
 
 # --- the command -------------------------------------------------------------------------------

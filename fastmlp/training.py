@@ -24,6 +24,7 @@ from fastmlp import validation as check
 from fastmlp.augmenting import Distorter
 from fastmlp.datasets import holdout_size
 from fastmlp.progress import Reporter
+from fastmlp.sample_weights import require_sample_weight
 from fastmlp.schedules import SCHEDULES, learning_rates
 from kernels import augment_reference
 from kernels.layout import OPTIMIZERS, Net, Optimizer, optimizer_state
@@ -164,15 +165,19 @@ def train(
     options: TrainingOptions,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     early_stopping: EarlyStopping | int | dict[str, Any] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> History:
     """Train ``model`` in place on inputs and targets the model has already checked.
+
+    ``sample_weight`` (len(inputs),) float32, checked by the model too, weighs each row's
+    loss (:mod:`fastmlp.sample_weights`); the epoch's ``loss`` is then the weighted mean.
 
     Divergence (a loss or parameter of NaN or inf) stops training, keeps the parameters
     from before the failing chunk and warns; Ctrl-C stops and keeps the parameters of the
     last completed epoch. Both are reported in the returned :class:`History`.
     """
     stopper = _early_stopping(early_stopping, validation)
-    stepper = _Stepper(model, inputs, targets, options)
+    stepper = _Stepper(model, inputs, targets, options, sample_weight)
     history = History(options={**asdict(options), "backend": model.backend})
     report = Reporter(options.progress, validation is not None)
     rng = np.random.default_rng(model.seed)
@@ -230,7 +235,7 @@ def _epoch(
     """Epoch ``epoch`` of ``epochs``: the rows in ``order``, a chunk of batches per kernel call."""
     batch_size = stepper.batch_size
     per_chunk = max(1, math.ceil(len(rates) / CHUNKS_PER_EPOCH))
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, weight_seen = 0.0, 0, 0, 0.0
     started = time.perf_counter()
     bar = report.start_epoch(epoch - 1, epochs, len(order))
     try:
@@ -238,17 +243,22 @@ def _epoch(
             last = min(first + per_chunk, len(rates))
             rows = order[first * batch_size : last * batch_size]
             losses, hits = stepper.run(rows, rates[first:last])
-            # Each batch's loss is its mean: weigh it by its rows (the last may be short).
-            batch_rows = np.minimum(batch_size, len(rows) - np.arange(last - first) * batch_size)
-            loss_sum += float(np.dot(losses.astype(np.float64), batch_rows))
+            if stepper.sample_weight is None:
+                # Each batch's loss is its mean: weigh it by its rows (the last may be short).
+                sizes = np.minimum(batch_size, len(rows) - np.arange(last - first) * batch_size)
+            else:  # a weighted mean: weigh it by the batch's weight
+                starts = np.arange(0, len(rows), batch_size)
+                sizes = np.add.reduceat(stepper.sample_weight[rows].astype(np.float64), starts)
+            loss_sum += float(np.dot(losses.astype(np.float64), sizes))
             correct += int(hits.sum())
             seen += len(rows)
-            report.advance(bar, len(rows), loss_sum / seen)
+            weight_seen += float(sizes.sum())
+            report.advance(bar, len(rows), loss_sum / weight_seen if weight_seen else 0.0)
     finally:
         report.close(bar)
     return {
         "epoch": epoch,
-        "loss": loss_sum / seen,
+        "loss": loss_sum / weight_seen if weight_seen else 0.0,
         "accuracy": correct / seen,
         "val_loss": None,
         "val_accuracy": None,
@@ -265,9 +275,17 @@ class _Stepper:
     """Optimizer steps on the model's parameters: the one caller of ``train_steps``."""
 
     def __init__(
-        self, model: Trainable, inputs: np.ndarray, targets: np.ndarray, options: TrainingOptions
+        self,
+        model: Trainable,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        options: TrainingOptions,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         self.model, self.inputs, self.targets = model, inputs, targets
+        if sample_weight is not None:
+            require_sample_weight(model.kernels, model.backend)
+        self.sample_weight = sample_weight
         self.batch_size, self.threads = options.batch_size, options.threads
         self.rule = Optimizer(
             options.optimizer, momentum=options.momentum, weight_decay=options.weight_decay
@@ -302,10 +320,13 @@ class _Stepper:
         A chunk that diverges is undone before :class:`_Diverged` is raised.
         """
         before = self.snapshot()
-        inputs, targets = self.inputs, self.targets
+        inputs, targets, weights = self.inputs, self.targets, self.sample_weight
         if self.distort is not None:  # train on distorted copies of just this chunk's rows
             inputs, targets = self.distort(rows, self.model.seed, self.epoch), targets[rows]
+            weights = None if weights is None else weights[rows]
             rows = np.arange(len(rows))
+        # Without weights the call is the unweighted one, keyword and all (any backend).
+        weighted = {} if weights is None else {"sample_weight": weights}
         # Overflow on the way to divergence is reported once, with advice, not as warnings.
         with np.errstate(all="ignore"):
             losses, hits = self.model.kernels.train_steps(
@@ -320,6 +341,7 @@ class _Stepper:
                 self.rule,
                 self.step,
                 self.threads,
+                **weighted,
             )
         if not (np.isfinite(losses).all() and np.isfinite(self.model.params).all()):
             self.restore(before)

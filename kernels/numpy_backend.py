@@ -262,9 +262,41 @@ def _forward(weights, biases, net, x, z, a):
         inp = a[i]
 
 
-def _backward(weights, net, x, z, a, d, dweights, dbiases, target):
-    """The loss of the batch; its gradient goes into dweights, dbiases by backpropagation."""
+def _weighted_head(dlast, net, logits, out, target, w):
+    """Loss sum(w_i l_i) / sum(w) of a batch, and its gradient with respect to the last
+    layer's pre-activation into dlast (B,O); a batch of weight 0 has loss and gradient 0.
+
+    l_i is row i's loss as the unweighted kernels count it (cross entropy; for mse the mean
+    over the O outputs), so weights of 1 give the same values up to rounding.
+    """
+    total = float(w.sum(dtype=np.float64))
+    if total == 0.0:
+        dlast[:] = 0
+        return 0.0
+    share = (w / total).astype(np.float32)[:, None]  # (B, 1): row i's part of the mean
+    rows = np.arange(len(out))
     if net.loss == "cross_entropy":
+        top = logits.max(axis=1)
+        per_row = top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[rows, target]
+        np.copyto(dlast, out)
+        dlast[rows, target] -= 1
+        dlast *= share
+    else:
+        diff = out - target
+        per_row = (diff * diff).mean(axis=1)
+        np.multiply(diff, share * np.float32(2.0 / out.shape[1]), out=dlast)
+        activation_backward(dlast, dlast, logits, out, net.output)
+    return float(np.dot(w.astype(np.float64), per_row.astype(np.float64)) / total)
+
+
+def _backward(weights, net, x, z, a, d, dweights, dbiases, target, w=None):
+    """The loss of the batch; its gradient goes into dweights, dbiases by backpropagation.
+
+    ``w`` (B,) float32: the rows' weights (see :func:`train_steps`); None: all equal.
+    """
+    if w is not None:
+        loss = _weighted_head(d[-1], net, z[-1], a[-1], target, w)
+    elif net.loss == "cross_entropy":
         loss = cross_entropy_forward(z[-1], target)
         softmax_cross_entropy_backward(d[-1], a[-1], target)
     else:
@@ -339,12 +371,15 @@ def train_steps(
     lrs,
     optimizer: Optimizer,
     step0,
-    threads,
+    threads=1,
+    sample_weight=None,
 ):
     """ceil(len(order) / batch_size) optimizer steps, batch j being X[order[j*bs:(j+1)*bs]].
 
     Returns (losses (n_batches,) float32, correct (n_batches,) int64); updates params and
     opt_state in place. NumPy decides its own threading (BLAS): ``threads`` is ignored.
+    ``sample_weight`` (len(X),) float32 >= 0, the weight of each row of X, makes a batch's
+    loss and its gradient the weighted mean over its rows (kernels/INTERFACE.md).
     """
     if params.dtype != np.float32 or not params.flags.c_contiguous:
         raise TypeError("params must be a C-contiguous float32 vector")
@@ -359,7 +394,8 @@ def train_steps(
         x = _input(x, X, rows)
         target = targets[rows]
         _forward(weights, biases, net, x, z, a)
-        losses[j] = _backward(weights, net, x, z, a, d, ws.dweights, ws.dbiases, target)
+        w = None if sample_weight is None else sample_weight[rows]
+        losses[j] = _backward(weights, net, x, z, a, d, ws.dweights, ws.dbiases, target, w)
         labels = target if net.loss == "cross_entropy" else target.argmax(axis=1)
         correct[j] = np.count_nonzero(a[-1].argmax(axis=1) == labels)
         _update(params, ws.grads, opt_state, lrs[j], optimizer, int(step0) + j + 1)

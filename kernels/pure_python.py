@@ -272,11 +272,43 @@ def _forward(layers, net, x):
     return zs, acts
 
 
-def _backward(layers, net, x, zs, acts, target):
-    """The loss of the batch and its gradient [(dweight, dbias), ...] by backpropagation."""
+def _weighted_head(d, net, logits, out, target, weights):
+    """Loss sum(w_i l_i) / sum(w) of a batch, and its gradient with respect to the last
+    layer's pre-activation into d (B,O); a batch of weight 0 has loss and gradient 0.
+
+    l_i is row i's loss as the unweighted kernels count it (cross entropy; for mse the mean
+    over the O outputs), so weights of 1 give the same values up to rounding.
+    """
+    total = sum(weights)
+    if total == 0.0:
+        return 0.0  # d is all zeros
+    loss = 0.0
+    for d_row, z_row, p_row, t, w in zip(d, logits, out, target, weights, strict=True):
+        share = w / total
+        if net.loss == "cross_entropy":
+            top = max(z_row)
+            loss += share * (top + math.log(sum(math.exp(v - top) for v in z_row)) - z_row[t])
+            for c, p in enumerate(p_row):
+                d_row[c] = (p - (1.0 if c == t else 0.0)) * share
+        else:
+            loss += share * sum((p - q) ** 2 for p, q in zip(p_row, t, strict=True)) / len(p_row)
+            for o, (p, q) in enumerate(zip(p_row, t, strict=True)):
+                d_row[o] = 2.0 * (p - q) / len(p_row) * share
+    if net.loss != "cross_entropy":
+        activation_backward(d, d, logits, out, net.output)
+    return loss
+
+
+def _backward(layers, net, x, zs, acts, target, weights=None):
+    """The loss of the batch and its gradient [(dweight, dbias), ...] by backpropagation.
+
+    ``weights``: the rows' weights (see :func:`train_steps`); None: all equal.
+    """
     out = acts[-1]
     d = _zeros(len(out), len(out[0]))  # dL/dz of the last layer
-    if net.loss == "cross_entropy":
+    if weights is not None:
+        loss = _weighted_head(d, net, zs[-1], out, target, weights)
+    elif net.loss == "cross_entropy":
         loss = cross_entropy_forward(zs[-1], target)
         softmax_cross_entropy_backward(d, out, target)
     else:
@@ -346,12 +378,15 @@ def train_steps(
     lrs,
     optimizer: Optimizer,
     step0,
-    threads,
+    threads=1,
+    sample_weight=None,
 ):
     """ceil(len(order) / batch_size) optimizer steps, batch j being X[order[j*bs:(j+1)*bs]].
 
     Returns (losses (n_batches,) float32, correct (n_batches,) int64); updates params and
-    opt_state in place. One thread: ``threads`` is ignored.
+    opt_state in place. One thread: ``threads`` is ignored. ``sample_weight`` (len(X),)
+    float32 >= 0, the weight of each row of X, makes a batch's loss and its gradient the
+    weighted mean over its rows (kernels/INTERFACE.md).
     """
     flat = params.tolist()
     state = {key: value.tolist() for key, value in opt_state.items()}
@@ -364,7 +399,8 @@ def train_steps(
         target = targets[rows].tolist()
         layers = _unflatten(flat, net.sizes)
         zs, acts = _forward(layers, net, x)
-        loss, grads = _backward(layers, net, x, zs, acts, target)
+        w = None if sample_weight is None else sample_weight[rows].tolist()
+        loss, grads = _backward(layers, net, x, zs, acts, target, w)
         labels = target if net.loss == "cross_entropy" else [_argmax(t) for t in target]
         losses.append(loss)
         predictions = [_argmax(out) for out in acts[-1]]

@@ -128,20 +128,8 @@ def test_unsupported_targets_and_weights(blobs):
     X, y = blobs
     with pytest.raises(ValueError, match="multilabel"):
         small().fit(X, np.eye(3)[y])
-    with pytest.raises(ValueError, match="whole numbers"):
-        small().fit(X, y, sample_weight=np.full(len(y), 0.5))
     with pytest.raises(ValueError, match="poisson"):
         MLPRegressor(loss="poisson").fit(X, X[:, 0])
-
-
-def test_zero_and_integer_sample_weights_are_removed_and_repeated_rows(blobs):
-    X, y = blobs
-    keep = np.arange(len(y)) % 3 != 0
-    weighted = small(max_iter=5).fit(X, y, sample_weight=keep.astype(int))
-    removed = small(max_iter=5).fit(X[keep], y[keep])
-    np.testing.assert_array_equal(weighted.predict_proba(X), removed.predict_proba(X))
-    doubled = small(max_iter=5, batch_size=40).fit(X, y, sample_weight=np.full(len(y), 2))
-    assert doubled.t_ == 2 * len(y) * doubled.n_iter_
 
 
 def test_validation_data_and_early_stopping(blobs):
