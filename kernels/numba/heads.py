@@ -10,15 +10,14 @@ import numpy as np
 from numba import njit
 
 from kernels.numba.codes import IDENTITY, RELU, SIGMOID, SILU, TANH
+from kernels.numba.memory import vload, vstore
 from kernels.numba.simd import (
     LANES,
     relu,
     vexp,
-    vload,
     vmaxlane,
     vmul,
     vsplat,
-    vstore,
     vsub,
     vsum,
     where_positive,
@@ -34,7 +33,7 @@ ONE = f32(1.0)
 # ---------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sigmoid(x):
     """1 / (1 + exp(-x)) without overflow (float32)."""
     if x >= ZERO:
@@ -128,16 +127,53 @@ def softmax(probs, logits, o0, arow, n, m, s, lse):
 
 
 @njit(cache=True)
-def softmax_xent(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse):
-    """probs = softmax(logits); d = (probs - onehot(label)) * scale (pads 0), every row.
+def loss_head(d, post, pre, o0, arow, n, m, s, labels, target, weight, order, r0, scale, lse,
+              out_act):  # fmt: skip
+    """The loss of n rows and its gradient d (scaled by `scale`): softmax and cross-entropy
+    where labels are given (target None), MSE through the output activation out_act where
+    target is given (labels None); each row's share times its weight where weight is given.
 
-    Returns (sum over rows of logsumexp(logits) - logits[label], rows whose argmax is right).
+    Returns (sum of the rows' (weighted) losses, rows classified right). Numba prunes the
+    branch of an argument that is None before typing it, so a network compiles only its own
+    loss, and the weighting only where there are weights.
     """
-    softmax(probs, logits, o0, arow, n, m, s, lse)
-    return xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse)
+    loss, hits = ZERO, 0
+    if labels is not None:  # (`x is not None` is pruned where x is None, not where it is not)
+        softmax(post, pre, o0, arow, n, m, s, lse)
+        loss, hits = xent_grad(d, post, pre, o0, arow, n, m, s, labels, order, r0, scale, lse)
+    if target is not None:
+        loss, hits = mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, out_act)
+    if weight is not None:
+        loss = weigh_rows(d, post, pre, o0, arow, n, m, s, labels, target, weight, order, r0,
+                          lse)  # fmt: skip
+    return loss, hits
 
 
 @njit(cache=True)
+def weigh_rows(d, post, pre, o0, arow, n, m, s, labels, target, weight, order, r0, lse):
+    """Row b of the output gradient d times its weight w = weight[order[r0 + b]]; returns
+    sum_b w * loss_b, loss_b the row's cross-entropy (from lse and the logits pre) or squared
+    error (from post and target), whichever of labels and target is given."""
+    total = ZERO
+    for b in range(n):
+        r = order[r0 + b]
+        w = weight[r]
+        row = b * arow + o0
+        scale = vsplat(w)
+        for q in range(0, s, LANES):
+            vstore(d, row + q, vmul(scale, vload(d, row + q)))
+        loss = ZERO
+        if labels is not None:
+            loss = lse[b] - pre[row + labels[r]]
+        if target is not None:
+            for j in range(m):
+                diff = post[row + j] - target[r, j]
+                loss += diff * diff
+        total += w * loss
+    return total
+
+
+@njit(cache=True, inline="always")
 def xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse):
     """d = (probs - onehot(label)) * scale (pads 0) for probs = softmax(logits), lse[b] =
     logsumexp(logits[b]) already computed. Returns (sum of the rows' cross-entropy, hits)."""
@@ -155,7 +191,7 @@ def xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse
     return loss, hits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, act):
     """d = scale * (post - target) * act'(pre) over m lanes (pads 0), every row.
 
@@ -181,7 +217,7 @@ def mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, act):
     return loss, hits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def argmax(a, at, m):
     """Index of the first largest of a[at:at+m]."""
     best = 0

@@ -27,17 +27,28 @@ import numpy as np
 from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
 from kernels.numba import net as kn
 from kernels.numba import work as kw
-from kernels.numba.codes import ACT_CODES, GEO_ROWS, OPT_CODES, PATH, PATH_BLAS, PATH_OWN
-from kernels.numba.simd import LANES
-from kernels.numba.train import (
-    forward_dense_rows,
-    forward_rows,
-    loss_and_grads_rows,
-    sum_rows,
-    train_loop,
-    train_loop_lanes,
-    train_loop_threads,
+from kernels.numba.checks import (
+    batch_totals,
+    check_dense,
+    check_params,
+    check_sample_weight,
+    loss_targets,
 )
+from kernels.numba.codes import (
+    ACT_CODES,
+    LAYER,
+    OPT_CODES,
+    PATH_BLAS,
+    PATH_OWN,
+    Inputs,
+    Network,
+    Optim,
+    OptState,
+    Targets,
+)
+from kernels.numba.evaluate import forward_dense_rows, forward_rows, loss_and_grads_rows, sum_rows
+from kernels.numba.simd import LANES
+from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
 
 # Smallest batch train_steps splits between threads by rows. Measured on 2 cores (784-16-16-10,
 # MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
@@ -80,37 +91,33 @@ class Geometry:
                 pc += sizes[layer + 1] * stride[layer - 1]
             aoff.append(arow)
             arow += stride[layer]
-        geo = np.zeros((GEO_ROWS, n_layers + 1), np.int64)
-        geo[0] = sizes
-        for row, values in enumerate((stride, woff, boff, coff, aoff, path), start=1):
-            geo[row, :n_layers] = values
-        self.geo = geo
+        layers = np.zeros(n_layers, LAYER)
+        for name, values in (("n_in", sizes[:-1]), ("n_out", sizes[1:]), ("stride", stride),
+                             ("woff", woff), ("boff", boff), ("coff", coff), ("aoff", aoff),
+                             ("path", path)):  # fmt: skip
+            layers[name] = values
+        self.layers = layers  # one LAYER record per layer
         self.pw = pw  # floats in the work vector
         self.pc = max(pc, 1)  # floats in the weight copies
         self.arow = arow  # floats of activations per row
-        self.codes = (ACT_CODES[net.activation], ACT_CODES[net.output], LOSSES.index(net.loss))
+        self.net = Network(ACT_CODES[net.activation], ACT_CODES[net.output],
+                           LOSSES.index(net.loss), arow)  # fmt: skip
         self.uses_blas = PATH_BLAS in path
 
     def pack(self, flat):
         """The work vector of a flat parameter-like vector."""
         work = np.empty(self.pw, np.float32)
-        g = self.geo
-        kw.pack(work, flat, g[0], g[1], g[2], g[3])
+        kw.pack(work, flat, self.layers)
         return work
 
     def unpack(self, flat, work):
-        g = self.geo
-        kw.unpack(flat, work, g[0], g[1], g[2], g[3])
+        kw.unpack(flat, work, self.layers)
 
     def copies(self, work):
         """The weight copies (fan_out, S_in) of layers after the first on PATH_OWN."""
         wc = np.zeros(self.pc, np.float32)
-        g = self.geo
-        kw.refresh_copies(wc, work, g[0], g[1], g[2], g[4], g[PATH])
+        kw.refresh_copies(wc, work, self.layers)
         return wc
-
-    def code_vector(self, optimizer: str = "sgd"):
-        return np.array([*self.codes, OPT_CODES[optimizer], self.arow], np.int64)
 
 
 @functools.lru_cache(maxsize=64)
@@ -138,13 +145,6 @@ def _blas_limit(threads):
     return controller.limit(limits=threads, user_api="blas")
 
 
-def _check_params(params, net):
-    if not isinstance(params, np.ndarray) or params.dtype != np.float32:
-        raise TypeError("params must be a float32 numpy array")
-    if params.shape != (net.n_params,) or not params.flags.c_contiguous:
-        raise ValueError(f"params must be C-contiguous of shape ({net.n_params},)")
-
-
 class SparseInputs:
     """The rows of an input array as compressed sparse rows, built once (:func:`prepare_inputs`)
     and read by every epoch: ``cols`` (uint16, uint32 past 65,536 columns), ``vals`` (float32, x/255 for uint8 pixels),
@@ -153,7 +153,7 @@ class SparseInputs:
     that array."""
 
     def __init__(self, X: np.ndarray) -> None:
-        X = _dense(X)
+        X = check_dense(X)
         rows = np.arange(len(X), dtype=np.int64)
         self.cols, self.vals, self.starts = kw.sparse_rows_alloc(X, rows)
         # slices of the rows filled by as many threads as there are cores to use
@@ -179,60 +179,32 @@ def prepare_inputs(X) -> SparseInputs:
     return X if isinstance(X, SparseInputs) else SparseInputs(X)
 
 
-def _dense(X):
-    if not isinstance(X, np.ndarray) or X.dtype not in (np.uint8, np.float32):
-        raise TypeError("X must be a uint8 or float32 numpy array")
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got shape {X.shape}")
-    if not X.flags.c_contiguous:
-        raise ValueError("X must be C-contiguous")
-    return X
-
-
 def _scale(X):
     return kw.INV255 if X.dtype == np.uint8 else np.float32(1.0)
 
 
 def _inputs(X, net, rows=None):
-    """(n_rows of X, a function giving the CSR inputs of the rows ``rows`` of X in order:
-    (cols, vals, starts, rowmap), batch position p being CSR row rowmap[p])."""
+    """(n_rows of X, a function giving the :class:`Inputs` of the rows ``rows`` of X in order)."""
     if not isinstance(X, SparseInputs):
-        X = _dense(X)
+        X = check_dense(X)
     if X.shape[1] != net.sizes[0]:
         raise ValueError(f"X must have shape (N, {net.sizes[0]}), got {X.shape}")
 
     def csr(rows):
         if isinstance(X, SparseInputs):
-            return X.cols, X.vals, X.starts, rows
+            return Inputs(X.cols, X.vals, X.starts, rows)
         # a plain array: the CSR of just these rows, in their order (one pass, as an epoch
         # over the array would make anyway)
         cols, vals, starts = kw.sparse_rows(X, rows, _scale(X))
-        return cols, vals, starts, np.arange(len(rows), dtype=np.int64)
+        return Inputs(cols, vals, starts, np.arange(len(rows), dtype=np.int64))
 
     return len(X), csr
-
-
-def _targets(targets, net, n_rows):
-    """(labels int64, target float32 (., C)): the one the loss uses, a stand-in for the other."""
-    n_classes = net.sizes[-1]
-    targets = np.asarray(targets)
-    if len(targets) != n_rows:
-        raise ValueError(f"targets has {len(targets)} rows, X has {n_rows}")
-    if net.loss == "cross_entropy":
-        if targets.ndim != 1 or targets.dtype.kind not in "iu":
-            raise TypeError("cross_entropy targets must be integer class ids of shape (N,)")
-        if n_rows and (targets.min() < 0 or targets.max() >= n_classes):
-            raise ValueError(f"class ids must be in [0, {n_classes})")
-        return np.ascontiguousarray(targets, np.int64), np.zeros((1, n_classes), np.float32)
-    if targets.shape != (n_rows, n_classes):
-        raise ValueError(f"mse targets must have shape (N, {n_classes})")
-    return np.zeros(1, np.int64), np.ascontiguousarray(targets, np.float32)
 
 
 def forward(params, net: Net, X):
     """The outputs (N, sizes[-1]) float32 of the network for the rows of X (an array or
     :class:`SparseInputs`)."""
-    _check_params(params, net)
+    check_params(params, net)
     n, csr = _inputs(X, net)
     g = geometry(net, BLOCK)
     out = np.empty((n, net.sizes[-1]), np.float32)
@@ -240,10 +212,10 @@ def forward(params, net: Net, X):
         return out
     work = g.pack(params)
     if isinstance(X, SparseInputs):
-        kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.geo,
-                                      g.code_vector())  # fmt: skip
+        kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.layers,
+                                      g.net)  # fmt: skip
     else:  # an array: each block gathers its own rows' entries (no pass over X first)
-        kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.geo, g.code_vector())
+        kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.layers, g.net)
     # One slice of the rows per thread, this one taking the first: the kernels run without
     # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more),
     # BLAS on one thread within each. A row's output does not depend on the slicing.
@@ -275,9 +247,9 @@ def _forward_pool(pid):
 
 def loss_and_grads(params, net: Net, X, targets):
     """(mean loss over the N rows, its gradient (P,) float32 laid out like params)."""
-    _check_params(params, net)
+    check_params(params, net)
     n, csr = _inputs(X, net)
-    labels, target = _targets(targets, net, n)
+    labels, target = loss_targets(targets, net, n)
     if n == 0:
         raise ValueError("loss_and_grads needs at least one row")
     g = geometry(net, BLOCK)
@@ -288,8 +260,9 @@ def loss_and_grads(params, net: Net, X, targets):
     losses = np.empty(n_chunks, np.float32)
     order = np.arange(n, dtype=np.int64)
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
-        loss_and_grads_rows(partial, losses, work, g.copies(work), csr(order), labels, target,
-                            order, g.geo, g.code_vector(), chunk, BLOCK)  # fmt: skip
+        loss_and_grads_rows(partial, losses, work, g.copies(work), csr(order),
+                            Targets(labels, target, None, order), g.layers, g.net, chunk,
+                            BLOCK)  # fmt: skip
     grad_work = np.empty(g.pw, np.float32)
     sum_rows(grad_work, partial)
     grads = np.empty(net.n_params, np.float32)
@@ -305,12 +278,20 @@ def _first_layer_leads(g, net, inputs):
     and BLAS threads spinning between calls while Numba's run made an epoch of
     784-1024-1024-10 at batch 128 on 2 cores take 7.0 s, against 2.1 s with the first layer
     on one thread and BLAS on two (3.0 s with BLAS on one)."""
-    if g.uses_blas or g.geo[1, 0] < 2 * kn.WIDE:
+    s0 = int(g.layers[0]["stride"])
+    if g.uses_blas or s0 < 2 * kn.WIDE:
         return False
-    starts = inputs[2]
+    starts = inputs.starts
     per_row = (starts[-1] - starts[0]) / max(1, len(starts) - 1)
     rest = sum(a * b for a, b in zip(net.sizes[1:], net.sizes[2:], strict=False))
-    return per_row * g.geo[1, 0] >= rest
+    return per_row * s0 >= rest
+
+
+def optim_constants(optimizer: Optimizer) -> Optim:
+    """The optimizer as compiled code reads it (floats as float64 whatever their Python type,
+    so that every run shares one compiled signature)."""
+    return Optim(OPT_CODES[optimizer.name], float(optimizer.momentum), float(optimizer.beta1),
+                 float(optimizer.beta2), float(optimizer.eps), float(optimizer.weight_decay))  # fmt: skip
 
 
 def _threads(threads):
@@ -320,7 +301,7 @@ def _threads(threads):
 
 
 def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
-                optimizer: Optimizer, step0, threads=1):  # fmt: skip
+                optimizer: Optimizer, step0, threads=1, sample_weight=None):  # fmt: skip
     """ceil(len(order) / batch_size) optimizer steps, batch j being X[order[j*bs:(j+1)*bs]].
 
     X is an array or :class:`SparseInputs` (the fast way to pass the same rows call after
@@ -329,10 +310,17 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     share the work: BLAS's for networks with a wide layer, else batches of at least
     PARALLEL_MIN_BATCH rows are split between them. The result is the same run after run
     for a given thread count.
+
+    ``sample_weight`` (None, or float32 (N,) non-negative: row i of X weighs
+    sample_weight[i]) makes each batch's loss the weighted mean sum w_i l_i / sum w_i over
+    its rows (scikit-learn's), and its gradient likewise; weight decay is unchanged. A
+    batch whose weights sum to 0 takes no loss gradient (weight decay still applies) and
+    reports loss 0. None runs exactly the unweighted code.
     """
-    _check_params(params, net)
+    check_params(params, net)
     n_x, csr = _inputs(X, net)
-    labels, target = _targets(targets, net, n_x)
+    labels, target = loss_targets(targets, net, n_x)
+    sample_weight = check_sample_weight(sample_weight, n_x)
     if optimizer.name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer.name!r}")
     batch_size = int(batch_size)
@@ -362,14 +350,15 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
         if state.dtype != np.float32 or state.shape != params.shape:
             raise ValueError(f"opt_state[{name!r}] must be float32 of shape {params.shape}")
     states = [g.pack(opt_state[name]) for name in names]
-    velocity = states[0] if optimizer.name == "momentum" else np.zeros(1, np.float32)
-    m, v = states if optimizer.name == "adam" else (np.zeros(1, np.float32),) * 2
-    hyper = np.array([optimizer.momentum, optimizer.beta1, optimizer.beta2, optimizer.eps,
-                      optimizer.weight_decay], np.float64)  # fmt: skip
-    codes = g.code_vector(optimizer.name)
+    # the state the optimizer does not use is None: update() compiles only the step it runs
+    velocity = states[0] if optimizer.name == "momentum" else None
+    m, v = states if optimizer.name == "adam" else (None, None)
+    optim = optim_constants(optimizer)
     inputs = csr(order)
-    args = (work, wc, velocity, m, v, inputs, labels, target, order, batch_size, lrs,
-            int(step0), g.geo, codes, hyper, losses, correct)  # fmt: skip
+    targets = Targets(labels, target, sample_weight, order)
+    totals = None if sample_weight is None else batch_totals(sample_weight, order, batch_size)
+    args = (work, wc, OptState(velocity, m, v), inputs, targets, totals, batch_size, lrs,
+            int(step0), g.layers, g.net, optim, losses, correct)  # fmt: skip
     rows = min(batch_size, len(order))
     with _blas_limit(threads) if g.uses_blas else contextlib.nullcontext():
         if threads > 1 and rows >= LANES_MIN_BATCH and _first_layer_leads(g, net, inputs):
