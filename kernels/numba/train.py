@@ -324,11 +324,24 @@ def train_loop(work, wc, velocity, m, v, inputs, labels, target, order, batch_si
         correct[j] = hits
 
 
+@njit(cache=True, inline="always")
+def add_parts(out, parts, a, b):
+    """out[a:b] += parts[0, a:b] + parts[1, a:b] + ... added in that order (the same sums
+    run after run, whatever slice a thread takes); those parts zeroed."""
+    o = out[a:b]
+    for s in range(parts.shape[0]):
+        part = parts[s][a:b]
+        for p in range(o.shape[0]):
+            o[p] += part[p]
+            part[p] = ZERO
+
+
 @njit(cache=True, parallel=PRANGE_ONLY)
 def train_loop_threads(work, wc, velocity, m, v, inputs, labels, target, order, batch_size,
                        lrs, step0, geo, codes, hyper, losses, correct, shards):  # fmt: skip
     """train_loop with each batch split into `shards` slices of rows run in parallel, each
-    into its own gradient, added in shard order (the same sums run after run)."""
+    into its own gradient, added in shard order (the same sums run after run); the sum and
+    the step split between the threads by slices of the parameters."""
     n_classes = geo[SIZES, geo.shape[1] - 1]
     opt, arow = codes[OPT], codes[AROW]
     n_rows = order.shape[0]
@@ -361,15 +374,13 @@ def train_loop_threads(work, wc, velocity, m, v, inputs, labels, target, order, 
             )
         loss = ZERO
         hits = 0
-        for s in range(shards):  # fixed order: the same sums run after run
+        for s in range(shards):
             loss += shard_loss[s]
             hits += shard_hits[s]
-            part = grads[s]
-            for p in range(pw):
-                grad[p] += part[p]
-                part[p] = ZERO
-        # np.int64(0): a literal 0 would compile update once more (train_loop passes an int64)
-        update(work, grad, np.int64(0), pw, velocity, m, v, opt, lrs[j], hyper, step0 + j + 1)
+        for t in prange(shards):  # thread t sums and steps its slice of the parameters
+            a, b = pw * t // shards, pw * (t + 1) // shards
+            add_parts(grad, grads, a, b)
+            update(work, grad, a, b, velocity, m, v, opt, lrs[j], hyper, step0 + j + 1)
         refresh(wc, work, geo)
         losses[j] = loss * lscale
         correct[j] = hits
