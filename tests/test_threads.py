@@ -79,3 +79,39 @@ def test_fit_with_two_threads_splits_the_batch():
         return [model.params.copy(), np.array(history["loss"])]
 
     assert_split_yet_same_math(fit(1), fit(2), fit(2), "MLP.fit")
+
+
+def mnist_like_inputs(n=512):
+    from kernels.numba import network
+
+    X, _ = digits_like(n, 2)
+    inputs = network.prepare_inputs(X)
+    return inputs.cols, inputs.vals, inputs.starts, None
+
+
+@pytest.mark.parametrize(
+    ("sizes", "rows", "threads", "expected"),
+    [
+        ((784, 16, 16, 10), 32, 16, ("serial", 1)),  # a small batch: one thread
+        ((784, 16, 16, 10), 128, 16, ("rows", 4)),  # at least 32 rows a thread
+        ((784, 256, 256, 10), 128, 2, ("rows", 2)),
+        ((784, 256, 256, 10), 512, 16, ("rows", 16)),
+        ((784, 800, 10), 128, 16, ("lanes", 13)),  # at most one thread per 64 lanes
+        ((784, 800, 10), 128, 1, ("serial", 1)),
+        ((784, 1024, 1024, 10), 128, 16, ("split", 16)),
+        ((784, 1024, 1024, 10), 128, 32, ("split", 16)),
+        ((784, 1024, 1024, 10), 128, 1, ("serial", 1)),
+    ],
+)
+def test_thread_plan_depends_on_the_shape_only(sizes, rows, threads, expected):
+    """The loop and thread count train_steps picks: capped where more threads measured slower
+    (rows a thread, lanes a thread), the same every time it is asked."""
+    from kernels.numba import network
+
+    net = Net(sizes, "relu", "softmax", "cross_entropy")
+    g = network.geometry(net, rows)
+    if expected[0] == "split" and not g.uses_blas:
+        pytest.skip("SciPy (BLAS for compiled code) is not installed")
+    inputs = mnist_like_inputs()
+    plans = {network.plan_threads(g, net, inputs, rows, threads) for _ in range(3)}
+    assert plans == {expected}
