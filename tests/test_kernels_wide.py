@@ -45,6 +45,7 @@ def numba_paths(monkeypatch):
     def choose(blas):
         network.geometry.cache_clear()
         monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1 if blas else 10**12)
+        monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 1)
         if blas and not kn.HAVE_BLAS:
             pytest.skip("SciPy (BLAS for compiled code) is not installed")
 
@@ -212,12 +213,19 @@ def test_prepare_inputs_is_the_csr_of_every_row(uint8):
 
 @pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 1000])
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
-def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name):
+@pytest.mark.parametrize("output", ["blas", "own"])
+def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output):
     """Every layer split between two threads by lanes, BLAS inside (train_loop_split, made to
-    run at every width): NumPy's results to rounding, and the same floats run after run."""
+    run at every width; the 10-wide output layer on BLAS too, or on our kernels as chosen
+    for real): NumPy's results to rounding, and the same floats run after run."""
+    from kernels.numba import net as kn
     from kernels.numba import network
 
     numba_paths(True)
+    if output == "own":
+        if width < 32:
+            pytest.skip("every layer would be on our kernels")
+        monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 32)
     monkeypatch.setattr(network, "SPLIT_LANES_PER_THREAD", 1)
     net, params = problem(width, seed=13)
     X = sparse_inputs(150, width % 2 == 0, 14)

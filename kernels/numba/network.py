@@ -59,6 +59,16 @@ def init_params(params, net, init, seed):
     numpy_backend.init_params(params, net, init, seed)
 
 
+def padded(n: int) -> int:
+    """The lanes S kept for a layer of n outputs: n rounded up to 16 lanes, and 16 more where
+    that is a multiple of 256 lanes (1 KB). A weight row of a power-of-two number of KB puts
+    every row of a column block in the same cache sets: at 1024 wide the 784 rows of the 256
+    bytes the first layer reads per pass fell into 64 of the 1,024 sets of a 1 MB L2 (784-1024-10
+    inference of 10,000 images on one AMD EPYC core: 106 ms, with the 16 lanes more: 63 ms)."""
+    s = -(-n // LANES) * LANES
+    return s + LANES if s % 256 == 0 else s
+
+
 class Geometry:
     """Where everything of a network lives in the work layout (see kernels/numba/net.py),
     and which kernel runs each layer's dense products for batches of ``rows`` rows."""
@@ -66,7 +76,7 @@ class Geometry:
     def __init__(self, net: Net, rows: int) -> None:
         sizes = net.sizes
         n_layers = len(sizes) - 1
-        stride = [-(-n // LANES) * LANES for n in sizes[1:]]
+        stride = [padded(n) for n in sizes[1:]]
         path = [PATH_OWN] + [kn.dense_path(sizes[i], sizes[i + 1], rows)
                              for i in range(1, n_layers)]  # fmt: skip
         woff, boff, coff, aoff = [], [], [], []

@@ -168,8 +168,8 @@ def train_loop_split(work, wc, velocity, m, v, inputs, labels, target, order, ba
         for layer in range(n_layers - 1, 0, -1):
             o0, i0 = geo[AOFF, layer], geo[AOFF, layer - 1]
             s, s_in = geo[STRIDE, layer], geo[STRIDE, layer - 1]
-            bias_backward(grad, geo[BOFF, layer], delta, o0, arow, n, s)
             if geo[PATH, layer] == PATH_BLAS:
+                bias_backward(grad, geo[BOFF, layer], delta, o0, arow, n, s)
                 for t in prange(shards):
                     q0, q1 = slice_of(s, t, shards)
                     j0, j1 = slice_of(s_in, t, shards)
