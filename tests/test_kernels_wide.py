@@ -211,7 +211,7 @@ def test_prepare_inputs_is_the_csr_of_every_row(uint8):
     assert len(prepared) == 5000 and prepared.shape == X.shape
 
 
-@pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 1000])
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 256, 1000])
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("output", ["blas", "own"])
 def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output):
@@ -251,3 +251,12 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
     np.testing.assert_array_equal(runs[0][1], runs[2][1])
     if name != "adam":  # (Adam turns rounding-level gradients into ±lr steps)
         assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
+
+
+def test_strides_avoid_multiples_of_256_lanes():
+    """16 lanes more where the padded width is a multiple of 256 (1 KB weight rows alias in
+    the cache); the others as rounded up to 16."""
+    from kernels.numba.network import padded
+
+    assert [padded(n) for n in (1, 15, 16, 17, 255, 256, 800, 1000, 1024, 2048)] == [
+        16, 16, 16, 32, 256 + 16, 256 + 16, 800, 1008, 1024 + 16, 2048 + 16]  # fmt: skip
