@@ -56,10 +56,10 @@ def numba_paths(monkeypatch):
 def test_wide_layers_use_blas_narrow_ones_our_kernels():
     from kernels.numba import network
     from kernels.numba.blas import HAVE_BLAS
-    from kernels.numba.codes import PATH, PATH_BLAS, PATH_OWN
+    from kernels.numba.codes import PATH_BLAS, PATH_OWN
 
-    assert network.geometry(Net((784, 16, 16, 10)), 32).geo[PATH, :3].tolist() == [PATH_OWN] * 3
-    wide = network.geometry(Net((784, 1024, 1024, 10)), 128).geo[PATH, :3].tolist()
+    assert network.geometry(Net((784, 16, 16, 10)), 32).layers["path"].tolist() == [PATH_OWN] * 3
+    wide = network.geometry(Net((784, 1024, 1024, 10)), 128).layers["path"].tolist()
     assert wide == [PATH_OWN, PATH_BLAS if HAVE_BLAS else PATH_OWN, PATH_OWN]
 
 
@@ -164,6 +164,7 @@ def test_first_layer_split_by_lanes_matches_one_thread(numba_paths, width, name)
     lanes
     (train_loop_lanes): exactly the arithmetic of one thread, and NumPy's to rounding."""
     from kernels.numba import network
+    from kernels.numba.codes import Inputs
 
     numba_paths(False)
     net = Net((N_IN, width, 10))
@@ -174,7 +175,8 @@ def test_first_layer_split_by_lanes_matches_one_thread(numba_paths, width, name)
     nb = kernels.backend("numba")
     inputs = nb.prepare_inputs(X)
     g = network.geometry(net, 40)
-    assert network._first_layer_leads(g, net, (inputs.cols, inputs.vals, inputs.starts, None))
+    csr = Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(len(X), dtype=np.int64))
+    assert network._first_layer_leads(g, net, csr)
     order = rng.permutation(len(X))
     lrs = np.full(5, 0.01 if name == "adam" else 0.1, np.float32)
     runs = []
@@ -220,6 +222,7 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
     for real): NumPy's results to rounding, and the same floats run after run."""
     from kernels.numba import net as kn
     from kernels.numba import network
+    from kernels.numba.codes import Inputs
 
     numba_paths(True)
     if output == "own":
@@ -235,8 +238,8 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
     nb = kernels.backend("numba")
     inputs = nb.prepare_inputs(X)
     g = network.geometry(net, 40)
-    assert network.plan_threads(g, net, (inputs.cols, inputs.vals, inputs.starts), 40, 2) == (
-        "split", 2)  # fmt: skip
+    csr = Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(len(X), dtype=np.int64))
+    assert network.plan_threads(g, net, csr, 40, 2) == ("split", 2)
     runs = []
     for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
         kb = kernels.backend(backend)

@@ -237,17 +237,24 @@ def test_bad_arguments_are_refused():
 # ---------------------------------------------------------------------------------------
 
 
+LOOP_MODULES = ("kernels.numba.passes", "kernels.numba.train", "kernels.numba.evaluate")
+
+
 @functools.cache
 def uninlined():
-    """numba_train's namespace with its inline="always" glue (rows_grad, net_forward, ...)
-    turned into ordinary compiled functions: an inlined function is typed inside its
-    callers and records no signatures of its own to inspect."""
+    """The namespace of the compiled loops and their glue (kernels.numba.passes, .train,
+    .evaluate) with the inline="always" glue (rows_grad, net_forward, ...) turned into
+    ordinary compiled functions: an inlined function is typed inside its callers and
+    records no signatures of its own to inspect."""
+    import importlib
+
     import numba
 
-    from kernels.numba import train as numba_train
-
-    scope = dict(vars(numba_train))
-    for name, kernel in vars(numba_train).items():
+    modules = [importlib.import_module(name) for name in LOOP_MODULES]
+    scope = {}
+    for module in modules:
+        scope.update(vars(module))
+    for name, kernel in list(scope.items()):
         if getattr(kernel, "targetoptions", {}).get("inline") == "always":
             code = kernel.py_func.__code__
             scope[name] = numba.njit(types.FunctionType(code, scope, name))
@@ -281,13 +288,13 @@ def typed_source(kernel, sig):
 
     A fresh, uncached copy is compiled (cached code cannot be inspected); compiling it
     types the kernels it calls, which records their signatures (a kernel loaded from the
-    on-disk cache never compiles its callees in this process). Kernels of numba_train call
-    the uninlined() glue, so that its signatures are recorded too.
+    on-disk cache never compiles its callees in this process). The compiled loops call the
+    uninlined() glue, so that its signatures are recorded too.
     """
     import numba
 
     func = kernel.py_func
-    if func.__module__ == "kernels.numba.train":
+    if func.__module__ in LOOP_MODULES:
         func = types.FunctionType(func.__code__, uninlined(), func.__name__)
     fresh = numba.njit(func)
     fresh.compile(sig)
@@ -296,13 +303,19 @@ def typed_source(kernel, sig):
     return text.getvalue()
 
 
+def is_optim(t):
+    from kernels.numba.codes import Optim
+
+    return isinstance(t, nbtypes.BaseNamedTuple) and t.instance_class is Optim
+
+
 def test_no_float64_in_hot_kernels():
     run_every_path()
     for name, kernel in hot_kernels():  # callers first: typing them records the callees
         assert kernel.signatures, f"{name} was never compiled"
         for sig in kernel.signatures:
-            # hyper (float64 as given) only goes through train_loop to update
-            args = [t for t in sig if not (name == "train_loop" and t == nbtypes.float64[::1])]
+            # the optimizer's constants (float64 as given) only go through train_loop to update
+            args = [t for t in sig if not (name == "train_loop" and is_optim(t))]
             assert "float64" not in str(args), f"{name}{sig}: a float64 argument"
             # a literal argument (a 0 written in a call) compiles the kernel once more, for
             # nothing: ~0.2 s more of a first run's compile each
@@ -311,23 +324,24 @@ def test_no_float64_in_hot_kernels():
             source = typed_source(kernel, sig).splitlines()[1:]  # [0]: the signature
             lines = [
                 line for line in source
-                if "float64" in line and "hyper" not in line and "(float64,) -> float32" not in line
+                if "float64" in line and "optim" not in line and "(float64,) -> float32" not in line
             ]  # fmt: skip
             assert not lines, f"{name}: float64 inside:\n" + "\n".join(lines[:10])
 
 
 def test_update_is_float32_but_for_its_per_step_constants():
-    """update() reads the hyper-parameters as float64 (as given) and turns them to float32
-    once per step; the loop over the parameters is float32."""
+    """update() reads the optimizer's constants as float64 (as given) and turns them to
+    float32 once per step; the loop over the parameters is float32."""
+    from kernels.numba import optim
     from kernels.numba import train as numba_train
 
     run_every_path()
     for sig in numba_train.train_loop.signatures:
         typed_source(numba_train.train_loop, sig)  # records update's signatures
-    assert numba_train.update.signatures
-    for sig in numba_train.update.signatures:
+    assert optim.update.signatures
+    for sig in optim.update.signatures:
         assert not [t for t in sig if isinstance(t, nbtypes.Literal)], f"update{sig}: a literal"
-        body = typed_source(numba_train.update, sig).split("for p in range(w.shape[0])")[1:]
+        body = typed_source(optim.update, sig).split("for p in range(w.shape[0])")[1:]
         assert len(body) == 3
         for loop in body:
             loop = loop.split("gr[p] = ZERO")[0]

@@ -83,10 +83,11 @@ def test_fit_with_two_threads_splits_the_batch():
 
 def mnist_like_inputs(n=512):
     from kernels.numba import network
+    from kernels.numba.codes import Inputs
 
     X, _ = digits_like(n, 2)
     inputs = network.prepare_inputs(X)
-    return inputs.cols, inputs.vals, inputs.starts, None
+    return Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(n, dtype=np.int64))
 
 
 @pytest.mark.parametrize(

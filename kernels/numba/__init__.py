@@ -2,11 +2,17 @@
 
 One folder, one implementation (``kernels.backend("numba")`` is this package):
 
-``simd``     the 16-lane float32 vector ``f32x16`` and friends (nothing ML-specific)
+``simd``     the 16-lane float32 vector ``f32x16`` and its arithmetic (nothing ML-specific)
+``memory``   vector and scalar loads, stores, prefetches, the non-zero compress (ditto)
 ``blas``     BLAS sgemm on flat buffers with offsets, from compiled code (SciPy's BLAS)
-``codes``    the named integers compiled code uses (geometry rows, activation codes, ...)
-``net``      the layer kernels, batch at a time, on a padded work layout
-``train``    the compiled loops: whole epochs of steps, forward, loss and gradients
+``codes``    choice codes, and the records and named tuples compiled code is handed
+``work``     the padded work layout of the parameters; inputs as compressed sparse rows
+``net``      the dense layer kernels, batch at a time, on the work layout
+``heads``    activations, softmax, losses
+``passes``   one block of rows forward, through the loss and backward (inlined glue)
+``optim``    the optimizer step
+``train``    the training loops: every batch of a train_steps call in one compiled call
+``evaluate`` outputs for many rows (forward), the loss and gradient over all rows
 ``network``  the network functions of INTERFACE.md section 2 (validation, work layout)
 ``layers``   the layer functions of INTERFACE.md section 1: the ``net`` kernels on one layer
 """

@@ -1,12 +1,24 @@
-"""The numbers compiled code uses for names: one file, so no index needs a comment.
+"""The names compiled code uses: choice codes, and the named structures it is handed.
 
-Compiled code gets a network's shape as an int64 table ``geo`` (rows below, one column per
-layer), its choices as an int64 vector ``codes`` and the optimizer's constants as a float64
-vector ``hyper``. Plain integer constants: Numba folds them, where named tuples of arrays
-would add typing work to every first compile for no speed.
+Compiled code reads a network's geometry, choices and constants by name:
+
+``LAYER``    the dtype of ``layers``, a NumPy structured array of one record per layer
+             (``layers[k].stride``): widths, padded stride and where its pieces live in
+             the work layout (see :mod:`kernels.numba.net`)
+``Network``  the activation, output and loss codes and the row width of activations
+``Optim``    the optimizer code and its constants (float64, as the user gave them)
+
+and the arrays that always travel together as named tuples (:class:`Inputs`,
+:class:`Targets`, :class:`OptState`). Numba types a named tuple like a tuple (by value, as
+fast as separate arguments); a one-element NumPy record would do for ``Network`` too,
+but Numba 0.68 cannot pass a record scalar into a ``prange`` body.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
 
 # Activations and outputs (the strings of kernels/layout.py).
 ACT_CODES = {"sigmoid": 0, "relu": 1, "tanh": 2, "silu": 3, "identity": 4, "softmax": 5}
@@ -16,18 +28,63 @@ CROSS_ENTROPY, MSE = range(2)
 # Optimizers.
 OPT_CODES = {"sgd": 0, "momentum": 1, "adam": 2}
 SGD, MOMENTUM, ADAM = range(3)
-
-# Rows of geo: layer widths (L+1 columns), then per layer: the padded width S of its output,
-# where its transposed weight wt (fan_in, S) and its bias start in the work vector, where
-# its copy w (fan_out, S_in) starts in the weight copies, where its activations start in a
-# row of activations, and which kernel runs its dense products (PATH_*).
-SIZES, STRIDE, WOFF, BOFF, COFF, AOFF, PATH = range(7)
-GEO_ROWS = 7
 # Dense products of a layer after the first: our register-blocked 16-lane kernels, or BLAS
 # sgemm (SciPy's, through Numba) where the product is large enough for it to win.
 PATH_OWN, PATH_BLAS = 0, 1
 
-# Entries of codes.
-ACT, OUT_ACT, LOSS, OPT, AROW = range(5)
-# Entries of hyper (float64, as the user gave them).
-MU, BETA1, BETA2, EPS, WEIGHT_DECAY = range(5)
+_I8 = np.int64
+# A layer: fan_in, fan_out, the padded width S of its output (a multiple of 16), where its
+# transposed weight wt (fan_in, S) and its bias start in the work vector, where its copy
+# w (fan_out, S_in) starts in the weight copies, where its activations start in a row of
+# activations, and which kernel runs its dense products (PATH_*).
+LAYER = np.dtype([("n_in", _I8), ("n_out", _I8), ("stride", _I8), ("woff", _I8), ("boff", _I8),
+                  ("coff", _I8), ("aoff", _I8), ("path", _I8)], align=True)  # fmt: skip
+
+
+class Network(NamedTuple):
+    """The network's choices: hidden and output activation codes, the loss code, and the
+    floats of one row of activations (every layer's S lanes side by side)."""
+
+    act: int
+    out_act: int
+    loss: int
+    arow: int
+
+
+class Optim(NamedTuple):
+    """The optimizer's code (SGD, MOMENTUM, ADAM) and constants, float64 as given."""
+
+    kind: int
+    momentum: float = 0.0
+    beta1: float = 0.0
+    beta2: float = 0.0
+    eps: float = 0.0
+    weight_decay: float = 0.0
+
+
+class Inputs(NamedTuple):
+    """The first layer's input as compressed sparse rows: batch position p is CSR row
+    ``rowmap[p]``, whose entries are ``cols/vals[starts[r]:starts[r + 1]]``."""
+
+    cols: np.ndarray  # uint16 or uint32 column numbers
+    vals: np.ndarray  # float32 values
+    starts: np.ndarray  # int64, rows + 1
+    rowmap: np.ndarray  # int64, batch position -> CSR row
+
+
+class Targets(NamedTuple):
+    """What the loss compares with, for the rows in ``order`` (batch position p is row
+    ``order[p]`` of the data): class ids for cross-entropy, target rows for MSE (the
+    unused one is a stand-in of one row)."""
+
+    labels: np.ndarray  # int64 (N,)
+    target: np.ndarray  # float32 (N, C)
+    order: np.ndarray  # int64, batch position -> row
+
+
+class OptState(NamedTuple):
+    """The optimizer's state in the work layout (a one-float stand-in where unused)."""
+
+    velocity: np.ndarray  # momentum
+    m: np.ndarray  # Adam's first moment
+    v: np.ndarray  # Adam's second moment

@@ -10,15 +10,14 @@ import numpy as np
 from numba import njit
 
 from kernels.numba.codes import IDENTITY, RELU, SIGMOID, SILU, TANH
+from kernels.numba.memory import vload, vstore
 from kernels.numba.simd import (
     LANES,
     relu,
     vexp,
-    vload,
     vmaxlane,
     vmul,
     vsplat,
-    vstore,
     vsub,
     vsum,
     where_positive,

@@ -2,7 +2,7 @@
 on one layer.
 
 There is one Numba implementation. Training runs the batch kernels of :mod:`kernels.numba.net`
-and the optimizer step of :mod:`kernels.numba.train` on a padded work layout (weights
+and the optimizer step of :mod:`kernels.numba.optim` on a padded work layout (weights
 transposed, every width rounded up to 16 lanes, the activations of a row in one flat
 vector); each function here copies its arguments into that layout, calls the very kernel
 training calls, and copies the result into the caller's output. So the layer-level tests
@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.numba import heads, net, work
-from kernels.numba.codes import ACT_CODES, ADAM, IDENTITY, MOMENTUM, SGD
+from kernels.numba.codes import ACT_CODES, ADAM, IDENTITY, MOMENTUM, SGD, Optim, OptState
+from kernels.numba.optim import update
 from kernels.numba.simd import LANES
-from kernels.numba.train import update
 
 f32 = np.float32
 
@@ -186,24 +186,26 @@ def mse_backward(dpred, pred, target):
     dpred[:] = d
 
 
-def _update(param, grad, velocity, m, v, opt, lr, hyper, step):
+def _update(param, grad, velocity, m, v, lr, step, **optim):
     # update() zeroes the gradient it consumed (training reuses the buffer): give it a copy
     none = np.zeros(1, np.float32)
-    update(param, grad.copy(), 0, param.shape[0], none if velocity is None else velocity,
-           none if m is None else m, none if v is None else v, opt, f32(lr),
-           np.array(hyper, np.float64), step)  # fmt: skip
+    state = OptState(*(none if a is None else a for a in (velocity, m, v)))
+    optim = Optim(**{name: value if name == "kind" else float(value) for name, value in optim.items()})
+    update(param, grad.copy(), 0, param.shape[0], state, optim, f32(lr), step)
 
 
 def sgd_update(param, grad, lr, weight_decay):
     """param (P,) -= lr * (grad + weight_decay * param)."""
-    _update(param, grad, None, None, None, SGD, lr, [0, 0, 0, 0, weight_decay], 1)
+    _update(param, grad, None, None, None, lr, 1, kind=SGD, weight_decay=weight_decay)
 
 
 def momentum_update(param, grad, velocity, lr, momentum, weight_decay):
     """PyTorch SGD momentum: velocity = mu * velocity + g; param -= lr * velocity."""
-    _update(param, grad, velocity, None, None, MOMENTUM, lr, [momentum, 0, 0, 0, weight_decay], 1)
+    _update(param, grad, velocity, None, None, lr, 1, kind=MOMENTUM, momentum=momentum,
+            weight_decay=weight_decay)  # fmt: skip
 
 
 def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     """PyTorch Adam, step >= 1 (1 - beta and 1 - beta**step computed in float64)."""
-    _update(param, grad, None, m, v, ADAM, lr, [0, beta1, beta2, eps, weight_decay], int(step))
+    _update(param, grad, None, m, v, lr, int(step), kind=ADAM, beta1=beta1, beta2=beta2, eps=eps,
+            weight_decay=weight_decay)  # fmt: skip

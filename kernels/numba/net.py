@@ -18,9 +18,10 @@ of a call:
   its ``S`` lanes. Padded lanes have zero weights in and out, so they carry zeros
   through backpropagation and their parameters stay zero under every optimizer.
 
-Geometry: the int64 table ``geo`` whose rows are named in :mod:`kernels.numba.codes`
-(widths, strides S, offsets of ``wt``, biases, copies and activations, path per layer),
-computed once in Python by :class:`kernels.numba.network.Geometry`.
+Geometry: one :data:`~kernels.numba.codes.LAYER` record per layer (widths, stride S, offsets
+of ``wt``, bias, copy and activations, path), computed once in Python by
+:class:`kernels.numba.network.Geometry`; the glue of :mod:`kernels.numba.passes` reads it
+and hands these kernels plain offsets.
 
 Every kernel is a plain function over the ``n`` rows of a batch (llm.c style: outputs
 first, no allocation). Row ``b`` of a layer's activations is at ``b * arow + o0``. One
@@ -34,18 +35,8 @@ from numba import njit
 
 from kernels.numba.blas import HAVE_BLAS, sgemm
 from kernels.numba.codes import PATH_BLAS, PATH_OWN
-from kernels.numba.simd import (
-    LANES,
-    at,
-    fma,
-    prefetch_flat,
-    vadd,
-    vload,
-    vmul,
-    vsplat,
-    vstore,
-    vzero,
-)
+from kernels.numba.memory import at, prefetch_flat, vload, vstore
+from kernels.numba.simd import LANES, fma, vadd, vmul, vsplat, vzero
 
 f32 = np.float32
 ZERO = f32(0.0)

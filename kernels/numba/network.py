@@ -27,18 +27,22 @@ import numpy as np
 from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
 from kernels.numba import net as kn
 from kernels.numba import work as kw
-from kernels.numba.codes import ACT_CODES, GEO_ROWS, OPT_CODES, PATH, PATH_BLAS, PATH_OWN
+from kernels.numba.codes import (
+    ACT_CODES,
+    LAYER,
+    OPT_CODES,
+    PATH_BLAS,
+    PATH_OWN,
+    Inputs,
+    Network,
+    Optim,
+    OptState,
+    Targets,
+)
+from kernels.numba.evaluate import forward_dense_rows, forward_rows, loss_and_grads_rows, sum_rows
 from kernels.numba.simd import LANES
 from kernels.numba.split import train_loop_split
-from kernels.numba.train import (
-    forward_dense_rows,
-    forward_rows,
-    loss_and_grads_rows,
-    sum_rows,
-    train_loop,
-    train_loop_lanes,
-    train_loop_threads,
-)
+from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
 
 # Smallest batch train_steps splits between threads by rows. Measured on 2 cores (784-16-16-10,
 # MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
@@ -91,37 +95,33 @@ class Geometry:
                 pc += sizes[layer + 1] * stride[layer - 1]
             aoff.append(arow)
             arow += stride[layer]
-        geo = np.zeros((GEO_ROWS, n_layers + 1), np.int64)
-        geo[0] = sizes
-        for row, values in enumerate((stride, woff, boff, coff, aoff, path), start=1):
-            geo[row, :n_layers] = values
-        self.geo = geo
+        layers = np.zeros(n_layers, LAYER)
+        for name, values in (("n_in", sizes[:-1]), ("n_out", sizes[1:]), ("stride", stride),
+                             ("woff", woff), ("boff", boff), ("coff", coff), ("aoff", aoff),
+                             ("path", path)):  # fmt: skip
+            layers[name] = values
+        self.layers = layers  # one LAYER record per layer
         self.pw = pw  # floats in the work vector
         self.pc = max(pc, 1)  # floats in the weight copies
         self.arow = arow  # floats of activations per row
-        self.codes = (ACT_CODES[net.activation], ACT_CODES[net.output], LOSSES.index(net.loss))
+        self.net = Network(ACT_CODES[net.activation], ACT_CODES[net.output],
+                           LOSSES.index(net.loss), arow)  # fmt: skip
         self.uses_blas = PATH_BLAS in path
 
     def pack(self, flat):
         """The work vector of a flat parameter-like vector."""
         work = np.empty(self.pw, np.float32)
-        g = self.geo
-        kw.pack(work, flat, g[0], g[1], g[2], g[3])
+        kw.pack(work, flat, self.layers)
         return work
 
     def unpack(self, flat, work):
-        g = self.geo
-        kw.unpack(flat, work, g[0], g[1], g[2], g[3])
+        kw.unpack(flat, work, self.layers)
 
     def copies(self, work):
         """The weight copies (fan_out, S_in) of layers after the first on PATH_OWN."""
         wc = np.zeros(self.pc, np.float32)
-        g = self.geo
-        kw.refresh_copies(wc, work, g[0], g[1], g[2], g[4], g[PATH])
+        kw.refresh_copies(wc, work, self.layers)
         return wc
-
-    def code_vector(self, optimizer: str = "sgd"):
-        return np.array([*self.codes, OPT_CODES[optimizer], self.arow], np.int64)
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,8 +205,7 @@ def _scale(X):
 
 
 def _inputs(X, net, rows=None):
-    """(n_rows of X, a function giving the CSR inputs of the rows ``rows`` of X in order:
-    (cols, vals, starts, rowmap), batch position p being CSR row rowmap[p])."""
+    """(n_rows of X, a function giving the :class:`Inputs` of the rows ``rows`` of X in order)."""
     if not isinstance(X, SparseInputs):
         X = _dense(X)
     if X.shape[1] != net.sizes[0]:
@@ -214,11 +213,11 @@ def _inputs(X, net, rows=None):
 
     def csr(rows):
         if isinstance(X, SparseInputs):
-            return X.cols, X.vals, X.starts, rows
+            return Inputs(X.cols, X.vals, X.starts, rows)
         # a plain array: the CSR of just these rows, in their order (one pass, as an epoch
         # over the array would make anyway)
         cols, vals, starts = kw.sparse_rows(X, rows, _scale(X))
-        return cols, vals, starts, np.arange(len(rows), dtype=np.int64)
+        return Inputs(cols, vals, starts, np.arange(len(rows), dtype=np.int64))
 
     return len(X), csr
 
@@ -251,10 +250,10 @@ def forward(params, net: Net, X):
         return out
     work = g.pack(params)
     if isinstance(X, SparseInputs):
-        kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.geo,
-                                      g.code_vector())  # fmt: skip
+        kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.layers,
+                                      g.net)  # fmt: skip
     else:  # an array: each block gathers its own rows' entries (no pass over X first)
-        kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.geo, g.code_vector())
+        kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.layers, g.net)
     # One slice of the rows per thread, this one taking the first: the kernels run without
     # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more),
     # BLAS on one thread within each. A row's output does not depend on the slicing.
@@ -299,8 +298,8 @@ def loss_and_grads(params, net: Net, X, targets):
     losses = np.empty(n_chunks, np.float32)
     order = np.arange(n, dtype=np.int64)
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
-        loss_and_grads_rows(partial, losses, work, g.copies(work), csr(order), labels, target,
-                            order, g.geo, g.code_vector(), chunk, BLOCK)  # fmt: skip
+        loss_and_grads_rows(partial, losses, work, g.copies(work), csr(order),
+                            Targets(labels, target, order), g.layers, g.net, chunk, BLOCK)
     grad_work = np.empty(g.pw, np.float32)
     sum_rows(grad_work, partial)
     grads = np.empty(net.n_params, np.float32)
@@ -316,12 +315,20 @@ def _first_layer_leads(g, net, inputs):
     and BLAS threads spinning between calls while Numba's run made an epoch of
     784-1024-1024-10 at batch 128 on 2 cores take 7.0 s, against 2.1 s with the first layer
     on one thread and BLAS on two (3.0 s with BLAS on one)."""
-    if g.uses_blas or g.geo[1, 0] < 2 * kn.WIDE:
+    s0 = int(g.layers[0]["stride"])
+    if g.uses_blas or s0 < 2 * kn.WIDE:
         return False
-    starts = inputs[2]
+    starts = inputs.starts
     per_row = (starts[-1] - starts[0]) / max(1, len(starts) - 1)
     rest = sum(a * b for a, b in zip(net.sizes[1:], net.sizes[2:], strict=False))
-    return per_row * g.geo[1, 0] >= rest
+    return per_row * s0 >= rest
+
+
+def optim_constants(optimizer: Optimizer) -> Optim:
+    """The optimizer as compiled code reads it (floats as float64 whatever their Python type,
+    so that every run shares one compiled signature)."""
+    return Optim(OPT_CODES[optimizer.name], float(optimizer.momentum), float(optimizer.beta1),
+                 float(optimizer.beta2), float(optimizer.eps), float(optimizer.weight_decay))  # fmt: skip
 
 
 def _threads(threads):
@@ -373,14 +380,13 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
         if state.dtype != np.float32 or state.shape != params.shape:
             raise ValueError(f"opt_state[{name!r}] must be float32 of shape {params.shape}")
     states = [g.pack(opt_state[name]) for name in names]
-    velocity = states[0] if optimizer.name == "momentum" else np.zeros(1, np.float32)
-    m, v = states if optimizer.name == "adam" else (np.zeros(1, np.float32),) * 2
-    hyper = np.array([optimizer.momentum, optimizer.beta1, optimizer.beta2, optimizer.eps,
-                      optimizer.weight_decay], np.float64)  # fmt: skip
-    codes = g.code_vector(optimizer.name)
+    none = np.zeros(1, np.float32)
+    velocity = states[0] if optimizer.name == "momentum" else none
+    m, v = states if optimizer.name == "adam" else (none, none)
+    optim = optim_constants(optimizer)
     inputs = csr(order)
-    args = (work, wc, velocity, m, v, inputs, labels, target, order, batch_size, lrs,
-            int(step0), g.geo, codes, hyper, losses, correct)  # fmt: skip
+    args = (work, wc, OptState(velocity, m, v), inputs, Targets(labels, target, order),
+            batch_size, lrs, int(step0), g.layers, g.net, optim, losses, correct)
     loop, threads = plan_threads(g, net, inputs, min(batch_size, len(order)), threads)
     if threads > 1:
         numba.set_num_threads(threads)
@@ -423,12 +429,12 @@ def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int
     Depends on the shape and ``threads`` only: the same choice, and so the same floats,
     run after run.
     """
-    widest = int(g.geo[1, : len(net.sizes) - 1].max())
+    widest = int(g.layers["stride"].max())
     if g.uses_blas:
         split = min(threads, widest // SPLIT_LANES_PER_THREAD)
         return ("split", split) if split > 1 else ("serial", 1)
     if rows >= LANES_MIN_BATCH and _first_layer_leads(g, net, inputs):
-        lanes = min(threads, -(-int(g.geo[1, 0]) // kn.WIDE))
+        lanes = min(threads, -(-int(g.layers[0]["stride"]) // kn.WIDE))
         if lanes > 1:
             return "lanes", lanes
     if rows >= PARALLEL_MIN_BATCH:

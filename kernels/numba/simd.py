@@ -11,12 +11,11 @@ hidden units wide) runs one lane at a time through memory. ``f32x16`` is LLVM's
 >>> acc = fma(vsplat(x), vload(w, i * 16), acc)
 >>> vstore(out, b * 16, acc)
 
-Every function is an ``@intrinsic``: usable only inside ``@njit`` code, inlined,
-cache-safe. Loads and stores take a flat C-contiguous float32 array and the index
-of lane 0; like ``arr[i]`` inside ``@njit`` they do no bounds check, so the
-callers keep 16 addressable floats from every index (widths are padded to
-multiples of :data:`LANES`). Arithmetic rounds like float32 scalar code, except
-:func:`fma`, which lets LLVM fuse ``a*b + c`` where the CPU has FMA.
+This module: the type and its arithmetic (splat, add, multiply-add, max, exp, lane sums).
+Moving vectors to and from memory (``vload``, ``vstore``, ``at``, prefetches and the
+non-zero compress) is :mod:`kernels.numba.memory`. Every function is an ``@intrinsic``:
+usable only inside ``@njit`` code, inlined, cache-safe. Arithmetic rounds like float32
+scalar code, except :func:`fma`, which lets LLVM fuse ``a*b + c`` where the CPU has FMA.
 """
 
 from __future__ import annotations
@@ -46,48 +45,6 @@ f32x16 = F32x16()
 class _F32x16Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
         super().__init__(dmm, fe_type, _VEC)
-
-
-def _is_flat(arr) -> bool:
-    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-
-
-def _is_f32_flat(arr) -> bool:
-    return _is_flat(arr) and arr.dtype == types.float32
-
-
-def _lane_pointer(context, builder, arrty, arr, idxty, idx):
-    """Pointer to arr[idx] of a flat C-contiguous array (no wraparound, no bounds check)."""
-    ary = context.make_array(arrty)(context, builder, arr)
-    i = context.cast(builder, idx, idxty, types.intp)
-    return builder.gep(ary.data, [i], inbounds=True)
-
-
-@intrinsic
-def vload(typingctx, arr, start):
-    """``arr[start:start+16]`` as a vector (``arr``: flat float32, C order)."""
-    if not (_is_f32_flat(arr) and isinstance(start, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        return builder.load(builder.bitcast(ptr, _VEC.as_pointer()), align=4)
-
-    return f32x16(arr, start), codegen
-
-
-@intrinsic
-def vstore(typingctx, arr, start, v):
-    """``arr[start:start+16] = v``."""
-    if not (_is_f32_flat(arr) and isinstance(start, types.Integer) and v == f32x16):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        builder.store(args[2], builder.bitcast(ptr, _VEC.as_pointer()), align=4)
-        return context.get_dummy_value()
-
-    return types.none(arr, start, v), codegen
 
 
 @intrinsic
@@ -202,119 +159,6 @@ def vget(typingctx, v, lane):
     return types.float32(v, lane), codegen
 
 
-def _splat(builder, value, vty):
-    one = builder.insert_element(ir.Constant(vty, None), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, LANES), None))
-
-
-@intrinsic
-def compress_nonzero(typingctx, idx, val, k, X, r, start, step, scale):
-    """Append the non-zero entries of X[r, start:start+16] to idx[k:], val[k:]; return new k.
-
-    idx gets their column numbers times ``step`` (uint32, or uint16 where they fit: where
-    the weight row of the column starts), val their values times ``scale`` (float32);
-    X is uint8 or float32, 2-D, C order. Sixteen lanes are always written, so idx and
-    val need 16 entries of room past the last one kept. Branch-free: one compare, two
-    ``llvm.experimental.vector.compress`` (vpcompressd on AVX-512), two stores, a popcount.
-    """
-    if not (
-        isinstance(idx, types.Array) and idx.dtype in (types.uint16, types.uint32)
-        and idx.ndim == 1
-        and _is_f32_flat(val)
-        and isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C"
-        and X.dtype in (types.uint8, types.float32)
-        and all(isinstance(t, types.Integer) for t in (k, r, start, step))
-        and scale == types.float32
-    ):  # fmt: skip
-        return None
-    is_bytes = X.dtype == types.uint8
-
-    def codegen(context, builder, sig, args):
-        idx_t, val_t, k_t, x_t, r_t, start_t, step_t, _ = sig.args
-        a_idx, a_val, a_k, a_x, a_r, a_start, a_step, a_scale = args
-        intp = context.get_value_type(types.intp)
-        k = context.cast(builder, a_k, k_t, types.intp)
-        r = context.cast(builder, a_r, r_t, types.intp)
-        start = context.cast(builder, a_start, start_t, types.intp)
-        xa = context.make_array(x_t)(context, builder, a_x)
-        ncols = builder.extract_value(xa.shape, 1)
-        elem = ir.IntType(8) if is_bytes else ir.FloatType()
-        src = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), start)], inbounds=True)
-        xv = builder.load(builder.bitcast(src, ir.VectorType(elem, LANES).as_pointer()), align=1)
-        if is_bytes:
-            mask = builder.icmp_unsigned("!=", xv, ir.Constant(xv.type, None))
-            vals = builder.uitofp(xv, _VEC)
-        else:
-            mask = builder.fcmp_unordered("!=", xv, ir.Constant(_VEC, None))
-            vals = xv
-        vals = builder.fmul(vals, _splat(builder, a_scale, _VEC))
-        vi32 = ir.VectorType(_I32, LANES)
-        ids = builder.add(
-            _splat(builder, builder.trunc(start, _I32), vi32),
-            ir.Constant(vi32, list(range(LANES))),
-        )
-        step = context.cast(builder, a_step, step_t, types.int32)
-        ids = builder.mul(ids, _splat(builder, step, vi32))
-        mty = mask.type
-        fcv = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VEC, [_VEC, mty, _VEC]),
-            "llvm.experimental.vector.compress.v16f32",
-        )  # fmt: skip
-        fci = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vi32, [vi32, mty, vi32]),
-            "llvm.experimental.vector.compress.v16i32",
-        )  # fmt: skip
-        cv = builder.call(fcv, [vals, mask, ir.Constant(_VEC, None)])
-        ci = builder.call(fci, [ids, mask, ir.Constant(vi32, None)])
-        ia = context.make_array(idx_t)(context, builder, a_idx)
-        va = context.make_array(val_t)(context, builder, a_val)
-        if idx_t.dtype == types.uint16:
-            vi16 = ir.VectorType(ir.IntType(16), LANES)
-            builder.store(builder.trunc(ci, vi16), builder.bitcast(
-                builder.gep(ia.data, [k], inbounds=True), vi16.as_pointer()), align=2)  # fmt: skip
-        else:
-            builder.store(ci, builder.bitcast(builder.gep(ia.data, [k], inbounds=True),
-                                              vi32.as_pointer()), align=4)  # fmt: skip
-        builder.store(cv, builder.bitcast(builder.gep(va.data, [k], inbounds=True),
-                                          _VEC.as_pointer()), align=4)  # fmt: skip
-        i16 = ir.IntType(LANES)
-        pop = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(i16, [i16]), "llvm.ctpop.i16"
-        )
-        count = builder.call(pop, [builder.bitcast(mask, i16)])
-        return context.cast(builder, builder.add(k, builder.zext(count, intp)), types.intp,
-                            sig.return_type)  # fmt: skip
-
-    return k(idx, val, k, X, r, start, step, scale), codegen
-
-
-@intrinsic
-def prefetch(typingctx, X, r, col):
-    """Hint the CPU to start loading the cache line of X[r, col] (2-D, C order) for reading."""
-    if not (
-        isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C"
-        and isinstance(r, types.Integer) and isinstance(col, types.Integer)
-    ):  # fmt: skip
-        return None
-
-    def codegen(context, builder, sig, args):
-        xa = context.make_array(sig.args[0])(context, builder, args[0])
-        r = context.cast(builder, args[1], sig.args[1], types.intp)
-        col = context.cast(builder, args[2], sig.args[2], types.intp)
-        ncols = builder.extract_value(xa.shape, 1)
-        ptr = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), col)], inbounds=True)
-        i8p = ir.IntType(8).as_pointer()
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
-            "llvm.prefetch.p0",
-        )  # fmt: skip
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
-                          ir.Constant(_I32, 1)])  # fmt: skip
-        return context.get_dummy_value()
-
-    return types.none(X, r, col), codegen
-
-
 def _vconst(value):
     return ir.Constant(_VEC, [float(value)] * LANES)
 
@@ -389,40 +233,3 @@ vmaxlane = intrinsic(_reduce("fmax", ordered=False))
 vmaxlane.__doc__ = "Largest of the 16 lanes (float32; NaN lanes ignored unless all are NaN)."
 
 
-@intrinsic
-def at(typingctx, arr, i):
-    """``arr[i]`` of a flat C-contiguous array, without Numba's negative-index wraparound.
-
-    Numba turns every ``arr[i]`` whose ``i`` may be negative into ``arr[i + len]`` when it
-    is: a compare and a conditional move per access, which also hides from LLVM that
-    consecutive accesses are consecutive. Here ``i`` must be in ``0 .. len(arr) - 1``.
-    """
-    if not (_is_flat(arr) and isinstance(i, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.load(
-            _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        )
-
-    return arr.dtype(arr, i), codegen
-
-
-@intrinsic
-def prefetch_flat(typingctx, arr, i):
-    """Hint the CPU to start loading the cache line of arr[i] (1-D, C order) for reading."""
-    if not (_is_flat(arr) and isinstance(i, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        i8p = ir.IntType(8).as_pointer()
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
-            "llvm.prefetch.p0",
-        )  # fmt: skip
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
-                          ir.Constant(_I32, 1)])  # fmt: skip
-        return context.get_dummy_value()
-
-    return types.none(arr, i), codegen

@@ -12,7 +12,8 @@ import numpy as np
 from numba import njit
 
 from kernels.numba.codes import PATH_OWN
-from kernels.numba.simd import LANES, compress_nonzero
+from kernels.numba.memory import compress_nonzero
+from kernels.numba.simd import LANES
 
 f32 = np.float32
 ZERO = f32(0.0)
@@ -25,13 +26,13 @@ INV255 = f32(1.0 / 255.0)
 
 
 @njit(cache=True)
-def pack(work, flat, sizes, stride, woff, boff):
+def pack(work, flat, layers):
     """work (PW,) = flat (P,) in the work layout; padded lanes 0."""
     work[:] = ZERO
     p = 0
-    for layer in range(sizes.shape[0] - 1):
-        n_in, n_out, s = sizes[layer], sizes[layer + 1], stride[layer]
-        w0, b0 = woff[layer], boff[layer]
+    for k in range(layers.shape[0]):
+        layer = layers[k]
+        n_in, n_out, s, w0, b0 = layer.n_in, layer.n_out, layer.stride, layer.woff, layer.boff
         for o in range(n_out):
             for i in range(n_in):
                 work[w0 + i * s + o] = flat[p + o * n_in + i]
@@ -42,12 +43,12 @@ def pack(work, flat, sizes, stride, woff, boff):
 
 
 @njit(cache=True)
-def unpack(flat, work, sizes, stride, woff, boff):
+def unpack(flat, work, layers):
     """flat (P,) = work (PW,) back in the layout of kernels.layout."""
     p = 0
-    for layer in range(sizes.shape[0] - 1):
-        n_in, n_out, s = sizes[layer], sizes[layer + 1], stride[layer]
-        w0, b0 = woff[layer], boff[layer]
+    for k in range(layers.shape[0]):
+        layer = layers[k]
+        n_in, n_out, s, w0, b0 = layer.n_in, layer.n_out, layer.stride, layer.woff, layer.boff
         for o in range(n_out):
             for i in range(n_in):
                 flat[p + o * n_in + i] = work[w0 + i * s + o]
@@ -58,14 +59,15 @@ def unpack(flat, work, sizes, stride, woff, boff):
 
 
 @njit(cache=True)
-def refresh_copies(wc, work, sizes, stride, woff, coff, path):
-    """wc: for layers l >= 1 on PATH_OWN, w (fan_out, S_in) = wt.T of the work vector (pads
+def refresh_copies(wc, work, layers):
+    """wc: for layers k >= 1 on PATH_OWN, w (fan_out, S_in) = wt.T of the work vector (pads
     stay 0). BLAS reads wt transposed itself: its layers keep no copy."""
-    for layer in range(1, sizes.shape[0] - 1):
-        if path[layer] != PATH_OWN:
+    for k in range(1, layers.shape[0]):
+        layer = layers[k]
+        if layer.path != PATH_OWN:
             continue
-        n_in, n_out, s, s_in = sizes[layer], sizes[layer + 1], stride[layer], stride[layer - 1]
-        w0, c0 = woff[layer], coff[layer]
+        n_in, n_out, s, s_in = layer.n_in, layer.n_out, layer.stride, layers[k - 1].stride
+        w0, c0 = layer.woff, layer.coff
         for o in range(n_out):
             for i in range(n_in):
                 wc[c0 + o * s_in + i] = work[w0 + i * s + o]
