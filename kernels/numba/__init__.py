@@ -12,6 +12,7 @@ One folder, one implementation (``kernels.backend("numba")`` is this package):
 ``passes``   one block of rows forward, through the loss and backward (inlined glue)
 ``optim``    the optimizer step
 ``train``    the training loops: every batch of a train_steps call in one compiled call
+``split``    the loop for networks with BLAS layers on threads: every layer split by lanes
 ``evaluate`` outputs for many rows (forward), the loss and gradient over all rows
 ``network``  the network functions of INTERFACE.md section 2 (validation, work layout)
 ``layers``   the layer functions of INTERFACE.md section 1: the ``net`` kernels on one layer
