@@ -74,17 +74,18 @@ class Inputs(NamedTuple):
 
 class Targets(NamedTuple):
     """What the loss compares with, for the rows in ``order`` (batch position p is row
-    ``order[p]`` of the data): class ids for cross-entropy, target rows for MSE (the
-    unused one is a stand-in of one row)."""
+    ``order[p]`` of the data): class ids for cross-entropy, target rows for MSE, the other
+    one None (so only the loss in use is compiled)."""
 
-    labels: np.ndarray  # int64 (N,)
-    target: np.ndarray  # float32 (N, C)
+    labels: np.ndarray | None  # int64 (N,)
+    target: np.ndarray | None  # float32 (N, C)
     order: np.ndarray  # int64, batch position -> row
 
 
 class OptState(NamedTuple):
-    """The optimizer's state in the work layout (a one-float stand-in where unused)."""
+    """The optimizer's state in the work layout; None where the optimizer has none (so only
+    the step in use is compiled)."""
 
-    velocity: np.ndarray  # momentum
-    m: np.ndarray  # Adam's first moment
-    v: np.ndarray  # Adam's second moment
+    velocity: np.ndarray | None  # momentum
+    m: np.ndarray | None  # Adam's first moment
+    v: np.ndarray | None  # Adam's second moment

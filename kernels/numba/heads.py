@@ -33,7 +33,7 @@ ONE = f32(1.0)
 # ---------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sigmoid(x):
     """1 / (1 + exp(-x)) without overflow (float32)."""
     if x >= ZERO:
@@ -127,16 +127,23 @@ def softmax(probs, logits, o0, arow, n, m, s, lse):
 
 
 @njit(cache=True)
-def softmax_xent(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse):
-    """probs = softmax(logits); d = (probs - onehot(label)) * scale (pads 0), every row.
+def loss_head(d, post, pre, o0, arow, n, m, s, labels, target, order, r0, scale, lse, out_act):
+    """The loss of n rows and its gradient d (scaled by `scale`): softmax and cross-entropy
+    where labels are given (target None), MSE through the output activation out_act where
+    target is given (labels None).
 
-    Returns (sum over rows of logsumexp(logits) - logits[label], rows whose argmax is right).
+    Returns (sum of the rows' losses, rows classified right). Numba prunes the branch of the
+    argument that is None before typing it, so a network compiles only its own loss.
     """
-    softmax(probs, logits, o0, arow, n, m, s, lse)
-    return xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse)
+    if labels is not None:  # (`x is not None` is pruned where x is None, not where it is not)
+        softmax(post, pre, o0, arow, n, m, s, lse)
+        return xent_grad(d, post, pre, o0, arow, n, m, s, labels, order, r0, scale, lse)
+    if target is not None:
+        return mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, out_act)
+    return ZERO, 0  # neither given: not reached (network.py gives one)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse):
     """d = (probs - onehot(label)) * scale (pads 0) for probs = softmax(logits), lse[b] =
     logsumexp(logits[b]) already computed. Returns (sum of the rows' cross-entropy, hits)."""
@@ -154,7 +161,7 @@ def xent_grad(d, probs, logits, o0, arow, n, m, s, labels, order, r0, scale, lse
     return loss, hits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, act):
     """d = scale * (post - target) * act'(pre) over m lanes (pads 0), every row.
 
@@ -180,7 +187,7 @@ def mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, act):
     return loss, hits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def argmax(a, at, m):
     """Index of the first largest of a[at:at+m]."""
     best = 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.numba import heads, net, work
-from kernels.numba.codes import ACT_CODES, ADAM, IDENTITY, MOMENTUM, SGD, Optim, OptState
+from kernels.numba.codes import ACT_CODES, ADAM, IDENTITY, MOMENTUM, SGD, Optim
 from kernels.numba.optim import update
 from kernels.numba.simd import LANES
 
@@ -145,9 +145,10 @@ def cross_entropy_forward(logits, labels):
     lg, arow, _ = _rows([logits], [n])
     scratch = np.zeros_like(lg)
     order = np.arange(n_rows, dtype=np.int64)
-    loss, _ = heads.softmax_xent(scratch, np.zeros_like(lg), lg, 0, arow, n_rows, n, arow,
-                               _labels(labels), order, 0, f32(1.0),
-                               np.zeros(n_rows, np.float32))  # fmt: skip
+    probs, lse = np.zeros_like(lg), np.zeros(n_rows, np.float32)
+    heads.softmax(probs, lg, 0, arow, n_rows, n, arow, lse)
+    loss, _ = heads.xent_grad(scratch, probs, lg, 0, arow, n_rows, n, arow, _labels(labels), order,
+                              0, f32(1.0), lse)  # fmt: skip
     return float(loss / f32(n_rows))
 
 
@@ -188,10 +189,8 @@ def mse_backward(dpred, pred, target):
 
 def _update(param, grad, velocity, m, v, lr, step, **optim):
     # update() zeroes the gradient it consumed (training reuses the buffer): give it a copy
-    none = np.zeros(1, np.float32)
-    state = OptState(*(none if a is None else a for a in (velocity, m, v)))
     optim = Optim(**{name: value if name == "kind" else float(value) for name, value in optim.items()})
-    update(param, grad.copy(), 0, param.shape[0], state, optim, f32(lr), step)
+    update(param, grad.copy(), 0, param.shape[0], velocity, m, v, optim, f32(lr), step)
 
 
 def sgd_update(param, grad, lr, weight_decay):

@@ -223,7 +223,8 @@ def _inputs(X, net, rows=None):
 
 
 def _targets(targets, net, n_rows):
-    """(labels int64, target float32 (., C)): the one the loss uses, a stand-in for the other."""
+    """(labels int64, None) for cross-entropy, (None, target float32 (N, C)) for MSE: the
+    compiled loops then compile only the loss they are given (see heads.loss_head)."""
     n_classes = net.sizes[-1]
     targets = np.asarray(targets)
     if len(targets) != n_rows:
@@ -233,10 +234,10 @@ def _targets(targets, net, n_rows):
             raise TypeError("cross_entropy targets must be integer class ids of shape (N,)")
         if n_rows and (targets.min() < 0 or targets.max() >= n_classes):
             raise ValueError(f"class ids must be in [0, {n_classes})")
-        return np.ascontiguousarray(targets, np.int64), np.zeros((1, n_classes), np.float32)
+        return np.ascontiguousarray(targets, np.int64), None
     if targets.shape != (n_rows, n_classes):
         raise ValueError(f"mse targets must have shape (N, {n_classes})")
-    return np.zeros(1, np.int64), np.ascontiguousarray(targets, np.float32)
+    return None, np.ascontiguousarray(targets, np.float32)
 
 
 def forward(params, net: Net, X):
@@ -380,9 +381,9 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
         if state.dtype != np.float32 or state.shape != params.shape:
             raise ValueError(f"opt_state[{name!r}] must be float32 of shape {params.shape}")
     states = [g.pack(opt_state[name]) for name in names]
-    none = np.zeros(1, np.float32)
-    velocity = states[0] if optimizer.name == "momentum" else none
-    m, v = states if optimizer.name == "adam" else (none, none)
+    # the state the optimizer does not use is None: update() compiles only the step it runs
+    velocity = states[0] if optimizer.name == "momentum" else None
+    m, v = states if optimizer.name == "adam" else (None, None)
     optim = optim_constants(optimizer)
     inputs = csr(order)
     args = (work, wc, OptState(velocity, m, v), inputs, Targets(labels, target, order),

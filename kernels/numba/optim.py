@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.numba.codes import MOMENTUM, SGD
-
 f32 = np.float32
 ZERO = f32(0.0)
 
@@ -15,11 +13,13 @@ ZERO = f32(0.0)
 # watches for divergence) instead of raising, and without that check in the loop
 # LLVM vectorises Adam's update: 146 ms -> 12 ms per 1,875 steps of 12,730 parameters.
 @njit(cache=True, error_model="numpy")
-def update(work, grad, lo, hi, state, optim, lr, step):
+def update(work, grad, lo, hi, velocity, m, v, optim, lr, step):
     """One optimizer step on work[lo:hi] with grad[lo:hi], which is then zeroed.
 
-    ``state`` is an :class:`~kernels.numba.codes.OptState`, ``optim`` an
-    :data:`~kernels.numba.codes.OPTIM` record. The arithmetic is float32 except Adam's
+    The state says which step: Adam with m and v, momentum with velocity, plain SGD with
+    all three None (``optim``: the :class:`~kernels.numba.codes.Optim` constants). Numba
+    prunes the branches of arguments that are None before typing, so a run compiles only
+    its own optimizer's loop (and SGD's). The arithmetic is float32 except Adam's
     1 - beta and bias corrections 1 - beta**step, computed once per step in float64 from the
     constants as given (as PyTorch does). The loops run over views starting at lo: an index
     from 0 is never negative, so LLVM drops Numba's negative-index wraparound, which keeps
@@ -28,29 +28,29 @@ def update(work, grad, lo, hi, state, optim, lr, step):
     """
     wd = f32(optim.weight_decay)
     w, gr = work[lo:hi], grad[lo:hi]
-    if optim.kind == SGD:
+    if m is not None:
+        beta1, beta2, eps = f32(optim.beta1), f32(optim.beta2), f32(optim.eps)
+        # 1 - beta in float64 first: 1 - float32(0.999) is 1.3e-5 away from 0.001
+        rest1, rest2 = f32(1.0 - optim.beta1), f32(1.0 - optim.beta2)
+        c1 = f32(1.0 - optim.beta1**step)
+        c2 = f32(1.0 - optim.beta2**step)
+        m1, v1 = m[lo:hi], v[lo:hi]
         for p in range(w.shape[0]):
             g = gr[p] + wd * w[p]
-            w[p] -= lr * g
+            m1[p] = beta1 * m1[p] + rest1 * g
+            v1[p] = beta2 * v1[p] + rest2 * g * g
+            w[p] -= lr * (m1[p] / c1) / (np.sqrt(v1[p] / c2) + eps)
             gr[p] = ZERO
-    elif optim.kind == MOMENTUM:
+    elif velocity is not None:
         mu = f32(optim.momentum)
-        vel = state.velocity[lo:hi]
+        vel = velocity[lo:hi]
         for p in range(w.shape[0]):
             g = gr[p] + wd * w[p]
             vel[p] = mu * vel[p] + g
             w[p] -= lr * vel[p]
             gr[p] = ZERO
     else:
-        beta1, beta2, eps = f32(optim.beta1), f32(optim.beta2), f32(optim.eps)
-        # 1 - beta in float64 first: 1 - float32(0.999) is 1.3e-5 away from 0.001
-        rest1, rest2 = f32(1.0 - optim.beta1), f32(1.0 - optim.beta2)
-        c1 = f32(1.0 - optim.beta1**step)
-        c2 = f32(1.0 - optim.beta2**step)
-        m1, v1 = state.m[lo:hi], state.v[lo:hi]
         for p in range(w.shape[0]):
             g = gr[p] + wd * w[p]
-            m1[p] = beta1 * m1[p] + rest1 * g
-            v1[p] = beta2 * v1[p] + rest2 * g * g
-            w[p] -= lr * (m1[p] / c1) / (np.sqrt(v1[p] / c2) + eps)
+            w[p] -= lr * g
             gr[p] = ZERO

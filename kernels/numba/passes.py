@@ -24,7 +24,7 @@ from numba import njit
 from numba.core.cpu import ParallelOptions
 
 from kernels.numba.codes import CROSS_ENTROPY, SOFTMAX
-from kernels.numba.heads import activation_backward, activation_forward, mse, softmax_xent
+from kernels.numba.heads import activation_backward, activation_forward, loss_head
 from kernels.numba.net import (
     ONE,
     TWO,
@@ -87,12 +87,8 @@ def net_head(delta, pre, post, n, targets, r0, layers, net, scale, lse):
     Returns (sum of the rows' losses, rows classified right).
     """
     last = layers[layers.shape[0] - 1]
-    o0, arow, m, s = last.aoff, net.arow, last.n_out, last.stride
-    if net.loss == CROSS_ENTROPY:
-        return softmax_xent(delta, post, pre, o0, arow, n, m, s, targets.labels, targets.order,
-                            r0, scale, lse)  # fmt: skip
-    return mse(delta, post, pre, o0, arow, n, m, s, targets.target, targets.order, r0, scale,
-               net.out_act)  # fmt: skip
+    return loss_head(delta, post, pre, last.aoff, net.arow, n, last.n_out, last.stride,
+                     targets.labels, targets.target, targets.order, r0, scale, lse, net.out_act)
 
 
 @njit(cache=True, inline="always")
@@ -150,7 +146,7 @@ def rows_grad(grad, w_first, alpha, scratch, inputs, targets, r0, n, work, wc, l
     return loss, hits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def scales(net, rows, n_classes):
     """(factor of the output gradient, factor turning summed row losses into the mean)."""
     if net.loss == CROSS_ENTROPY:

@@ -172,7 +172,7 @@ def train_loop_split(work, wc, state, inputs, targets, batch_size, lrs, step0, l
         for t in prange(shards):  # the step, elementwise: any slicing gives the same floats
             a = lo + (pw - lo) * t // shards
             b = lo + (pw - lo) * (t + 1) // shards
-            update(work, grad, a, b, state, optim, lr, step0 + j + 1)
+            update(work, grad, a, b, state.velocity, state.m, state.v, optim, lr, step0 + j + 1)
         refresh(wc, work, layers)
         losses[j] = loss * lscale
         correct[j] = hits

@@ -51,7 +51,7 @@ from kernels.numba.simd import LANES
 f32 = np.float32
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def most_entries(inputs, n_rows, block):
     """The most input entries in any `block` consecutive rows of the first n_rows."""
     starts, rowmap = inputs.starts, inputs.rowmap
@@ -106,7 +106,7 @@ def train_loop(work, wc, state, inputs, targets, batch_size, lrs, step0, layers,
         dscale, lscale = scales(net, n, n_classes)
         loss, hits = rows_grad(grad, w_first, alpha, scratch, inputs, targets, r0, n, work, wc,
                                layers, net, dscale)  # fmt: skip
-        update(work, grad, lo, pw, state, optim, lr, step0 + j + 1)
+        update(work, grad, lo, pw, state.velocity, state.m, state.v, optim, lr, step0 + j + 1)
         refresh(wc, work, layers)
         losses[j] = loss * lscale
         correct[j] = hits
@@ -167,7 +167,8 @@ def train_loop_threads(work, wc, state, inputs, targets, batch_size, lrs, step0,
         for t in prange(shards):  # thread t sums and steps its slice of the parameters
             a, b = pw * t // shards, pw * (t + 1) // shards
             add_parts(grad, grads, a, b)
-            update(work, grad, a, b, state, optim, lrs[j], step0 + j + 1)
+            update(work, grad, a, b, state.velocity, state.m, state.v, optim, lrs[j],
+                   step0 + j + 1)  # fmt: skip
         refresh(wc, work, layers)
         losses[j] = loss * lscale
         correct[j] = hits
@@ -210,7 +211,7 @@ def train_loop_lanes(work, wc, state, inputs, targets, batch_size, lrs, step0, l
         for t in prange(shards):
             qa, qb = lane_cut(s0, blocks, t, shards)
             first_backward(w_first, alpha, scratch, n, inputs, r0, layers, net, qa, qb)
-        update(work, grad, lo, pw, state, optim, lr, step0 + j + 1)
+        update(work, grad, lo, pw, state.velocity, state.m, state.v, optim, lr, step0 + j + 1)
         refresh(wc, work, layers)
         losses[j] = loss * lscale
         correct[j] = hits

@@ -25,36 +25,33 @@ INV255 = f32(1.0 / 255.0)
 # ---------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+def _pieces(layers):
+    """(n_in, n_out, S, w0, b0) of each layer, as Python ints."""
+    for layer in layers:
+        yield tuple(int(layer[name]) for name in ("n_in", "n_out", "stride", "woff", "boff"))
+
+
 def pack(work, flat, layers):
-    """work (PW,) = flat (P,) in the work layout; padded lanes 0."""
+    """work (PW,) = flat (P,) in the work layout; padded lanes 0. NumPy: a copy per call, not
+    hot, and one compiled kernel fewer to build on a first run."""
     work[:] = ZERO
     p = 0
-    for k in range(layers.shape[0]):
-        layer = layers[k]
-        n_in, n_out, s, w0, b0 = layer.n_in, layer.n_out, layer.stride, layer.woff, layer.boff
-        for o in range(n_out):
-            for i in range(n_in):
-                work[w0 + i * s + o] = flat[p + o * n_in + i]
+    for n_in, n_out, s, w0, b0 in _pieces(layers):
+        weight = flat[p : p + n_out * n_in].reshape(n_out, n_in)
+        work[w0 : w0 + n_in * s].reshape(n_in, s)[:, :n_out] = weight.T
         p += n_out * n_in
-        for o in range(n_out):
-            work[b0 + o] = flat[p + o]
+        work[b0 : b0 + n_out] = flat[p : p + n_out]
         p += n_out
 
 
-@njit(cache=True)
 def unpack(flat, work, layers):
-    """flat (P,) = work (PW,) back in the layout of kernels.layout."""
+    """flat (P,) = work (PW,) back in the layout of kernels.layout (NumPy, as pack)."""
     p = 0
-    for k in range(layers.shape[0]):
-        layer = layers[k]
-        n_in, n_out, s, w0, b0 = layer.n_in, layer.n_out, layer.stride, layer.woff, layer.boff
-        for o in range(n_out):
-            for i in range(n_in):
-                flat[p + o * n_in + i] = work[w0 + i * s + o]
+    for n_in, n_out, s, w0, b0 in _pieces(layers):
+        wt = work[w0 : w0 + n_in * s].reshape(n_in, s)
+        flat[p : p + n_out * n_in].reshape(n_out, n_in)[...] = wt[:, :n_out].T
         p += n_out * n_in
-        for o in range(n_out):
-            flat[p + o] = work[b0 + o]
+        flat[p : p + n_out] = work[b0 : b0 + n_out]
         p += n_out
 
 
@@ -76,19 +73,6 @@ def refresh_copies(wc, work, layers):
 # ---------------------------------------------------------------------------------------
 # Input: the non-zero entries of the rows, in compressed sparse rows (CSR).
 # ---------------------------------------------------------------------------------------
-
-@njit(cache=True, nogil=True)
-def count_nonzero(X, rows):
-    """Non-zero entries (NaN included) of each X[rows[j]]."""
-    counts = np.empty(rows.shape[0], np.int64)
-    for j in range(rows.shape[0]):
-        x = X[rows[j]]
-        c = 0
-        for i in range(x.shape[0]):
-            c += x[i] != 0
-        counts[j] = c
-    return counts
-
 
 @njit(cache=True, nogil=True)
 def sparse_rows_fill(cols, vals, starts, X, rows, j0, j1, scale):
@@ -143,15 +127,18 @@ def sparse_rows_alloc(X, rows):
 @njit(cache=True, nogil=True)
 def count_starts(X, rows):
     """Where each row of X[rows] starts in its CSR (len(rows) + 1 entries)."""
-    counts = count_nonzero(X, rows)
     starts = np.empty(rows.shape[0] + 1, np.int64)
     starts[0] = 0
     for j in range(rows.shape[0]):
-        starts[j + 1] = starts[j] + counts[j]
+        x = X[rows[j]]
+        c = 0
+        for i in range(x.shape[0]):
+            c += x[i] != 0  # NaN counts: it is not 0
+        starts[j + 1] = starts[j] + c
     return starts
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def compress_row(cols, vals, k, X, r, full, scale):
     """Append the non-zero entries of X[r] to cols/vals from k (16 entries of room past the
     last one); return the new k. full: the columns a vector compress takes, 16 at a time."""
@@ -165,7 +152,7 @@ def compress_row(cols, vals, k, X, r, full, scale):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gather_rows(cols, vals, starts, X, r0, n, scale):
     """CSR of X[r0:r0+n] into scratch sized for n full rows (cols/vals n * fan_in + 16,
     starts n + 1): one pass, no counting (forward's blocks)."""
