@@ -75,10 +75,11 @@ class Inputs(NamedTuple):
 class Targets(NamedTuple):
     """What the loss compares with, for the rows in ``order`` (batch position p is row
     ``order[p]`` of the data): class ids for cross-entropy, target rows for MSE, the other
-    one None (so only the loss in use is compiled)."""
+    one None (so only the loss in use is compiled); the rows' sample weights or None."""
 
     labels: np.ndarray | None  # int64 (N,)
     target: np.ndarray | None  # float32 (N, C)
+    weight: np.ndarray | None  # float32 (N,): each row's weight in its batch's loss, or None
     order: np.ndarray  # int64, batch position -> row
 
 

@@ -127,20 +127,50 @@ def softmax(probs, logits, o0, arow, n, m, s, lse):
 
 
 @njit(cache=True)
-def loss_head(d, post, pre, o0, arow, n, m, s, labels, target, order, r0, scale, lse, out_act):
+def loss_head(d, post, pre, o0, arow, n, m, s, labels, target, weight, order, r0, scale, lse,
+              out_act):  # fmt: skip
     """The loss of n rows and its gradient d (scaled by `scale`): softmax and cross-entropy
     where labels are given (target None), MSE through the output activation out_act where
-    target is given (labels None).
+    target is given (labels None); each row's share times its weight where weight is given.
 
-    Returns (sum of the rows' losses, rows classified right). Numba prunes the branch of the
-    argument that is None before typing it, so a network compiles only its own loss.
+    Returns (sum of the rows' (weighted) losses, rows classified right). Numba prunes the
+    branch of an argument that is None before typing it, so a network compiles only its own
+    loss, and the weighting only where there are weights.
     """
+    loss, hits = ZERO, 0
     if labels is not None:  # (`x is not None` is pruned where x is None, not where it is not)
         softmax(post, pre, o0, arow, n, m, s, lse)
-        return xent_grad(d, post, pre, o0, arow, n, m, s, labels, order, r0, scale, lse)
+        loss, hits = xent_grad(d, post, pre, o0, arow, n, m, s, labels, order, r0, scale, lse)
     if target is not None:
-        return mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, out_act)
-    return ZERO, 0  # neither given: not reached (network.py gives one)
+        loss, hits = mse(d, post, pre, o0, arow, n, m, s, target, order, r0, scale, out_act)
+    if weight is not None:
+        loss = weigh_rows(d, post, pre, o0, arow, n, m, s, labels, target, weight, order, r0,
+                          lse)  # fmt: skip
+    return loss, hits
+
+
+@njit(cache=True)
+def weigh_rows(d, post, pre, o0, arow, n, m, s, labels, target, weight, order, r0, lse):
+    """Row b of the output gradient d times its weight w = weight[order[r0 + b]]; returns
+    sum_b w * loss_b, loss_b the row's cross-entropy (from lse and the logits pre) or squared
+    error (from post and target), whichever of labels and target is given."""
+    total = ZERO
+    for b in range(n):
+        r = order[r0 + b]
+        w = weight[r]
+        row = b * arow + o0
+        scale = vsplat(w)
+        for q in range(0, s, LANES):
+            vstore(d, row + q, vmul(scale, vload(d, row + q)))
+        loss = ZERO
+        if labels is not None:
+            loss = lse[b] - pre[row + labels[r]]
+        if target is not None:
+            for j in range(m):
+                diff = post[row + j] - target[r, j]
+                loss += diff * diff
+        total += w * loss
+    return total
 
 
 @njit(cache=True, inline="always")

@@ -300,7 +300,8 @@ def loss_and_grads(params, net: Net, X, targets):
     order = np.arange(n, dtype=np.int64)
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
         loss_and_grads_rows(partial, losses, work, g.copies(work), csr(order),
-                            Targets(labels, target, order), g.layers, g.net, chunk, BLOCK)
+                            Targets(labels, target, None, order), g.layers, g.net, chunk,
+                            BLOCK)  # fmt: skip
     grad_work = np.empty(g.pw, np.float32)
     sum_rows(grad_work, partial)
     grads = np.empty(net.n_params, np.float32)
@@ -332,6 +333,27 @@ def optim_constants(optimizer: Optimizer) -> Optim:
                  float(optimizer.beta2), float(optimizer.eps), float(optimizer.weight_decay))  # fmt: skip
 
 
+def _sample_weight(sample_weight, n_rows):
+    """None, or the weights as a C-contiguous float32 vector of one finite weight >= 0 a row."""
+    if sample_weight is None:
+        return None
+    if not isinstance(sample_weight, np.ndarray) or sample_weight.dtype != np.float32:
+        raise TypeError("sample_weight must be None or a float32 numpy array")
+    if sample_weight.shape != (n_rows,):
+        raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row of X, "
+                         f"got {sample_weight.shape}")  # fmt: skip
+    if not np.all(np.isfinite(sample_weight)) or (n_rows and sample_weight.min() < 0):
+        raise ValueError("sample_weight must be finite and >= 0")
+    return np.ascontiguousarray(sample_weight)
+
+
+def _batch_totals(sample_weight, order, batch_size):
+    """Each batch's total weight (float32, summed in row order)."""
+    return np.add.reduceat(sample_weight[order], np.arange(0, len(order), batch_size)).astype(
+        np.float32
+    )
+
+
 def _threads(threads):
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
@@ -339,7 +361,7 @@ def _threads(threads):
 
 
 def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
-                optimizer: Optimizer, step0, threads=1):  # fmt: skip
+                optimizer: Optimizer, step0, threads=1, sample_weight=None):  # fmt: skip
     """ceil(len(order) / batch_size) optimizer steps, batch j being X[order[j*bs:(j+1)*bs]].
 
     X is an array or :class:`SparseInputs` (the fast way to pass the same rows call after
@@ -348,10 +370,17 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     share the work: BLAS's for networks with a wide layer, else batches of at least
     PARALLEL_MIN_BATCH rows are split between them. The result is the same run after run
     for a given thread count.
+
+    ``sample_weight`` (None, or float32 (N,) non-negative: row i of X weighs
+    sample_weight[i]) makes each batch's loss the weighted mean sum w_i l_i / sum w_i over
+    its rows (scikit-learn's), and its gradient likewise; weight decay is unchanged. A
+    batch whose weights sum to 0 takes no loss gradient (weight decay still applies) and
+    reports loss 0. None runs exactly the unweighted code.
     """
     _check_params(params, net)
     n_x, csr = _inputs(X, net)
     labels, target = _targets(targets, net, n_x)
+    sample_weight = _sample_weight(sample_weight, n_x)
     if optimizer.name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer.name!r}")
     batch_size = int(batch_size)
@@ -386,8 +415,10 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     m, v = states if optimizer.name == "adam" else (None, None)
     optim = optim_constants(optimizer)
     inputs = csr(order)
-    args = (work, wc, OptState(velocity, m, v), inputs, Targets(labels, target, order),
-            batch_size, lrs, int(step0), g.layers, g.net, optim, losses, correct)
+    targets = Targets(labels, target, sample_weight, order)
+    totals = None if sample_weight is None else _batch_totals(sample_weight, order, batch_size)
+    args = (work, wc, OptState(velocity, m, v), inputs, targets, totals, batch_size, lrs,
+            int(step0), g.layers, g.net, optim, losses, correct)  # fmt: skip
     loop, threads = plan_threads(g, net, inputs, min(batch_size, len(order)), threads)
     if threads > 1:
         numba.set_num_threads(threads)

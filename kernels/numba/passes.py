@@ -29,6 +29,7 @@ from kernels.numba.net import (
     ONE,
     TWO,
     WIDE,
+    ZERO,
     bias_backward,
     dense_backward,
     dense_forward,
@@ -88,7 +89,8 @@ def net_head(delta, pre, post, n, targets, r0, layers, net, scale, lse):
     """
     last = layers[layers.shape[0] - 1]
     return loss_head(delta, post, pre, last.aoff, net.arow, n, last.n_out, last.stride,
-                     targets.labels, targets.target, targets.order, r0, scale, lse, net.out_act)
+                     targets.labels, targets.target, targets.weight, targets.order, r0, scale, lse,
+                     net.out_act)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -152,6 +154,21 @@ def scales(net, rows, n_classes):
     if net.loss == CROSS_ENTROPY:
         return ONE / f32(rows), ONE / f32(rows)
     return TWO / (f32(rows) * f32(n_classes)), ONE / (f32(rows) * f32(n_classes))
+
+
+@njit(cache=True, inline="always")
+def batch_scales(net, n, n_classes, totals, j):
+    """scales() of batch j of n rows; with sample weights (totals: each batch's sum of
+    weights, else None), the weighted mean's: divided by the batch's total weight, and
+    (0, 0) where that is 0 (no loss gradient, loss 0)."""
+    if totals is None:
+        return scales(net, n, n_classes)
+    total = totals[j]
+    if total == ZERO:
+        return ZERO, ZERO
+    if net.loss == CROSS_ENTROPY:
+        return ONE / total, ONE / total
+    return TWO / (total * f32(n_classes)), ONE / (total * f32(n_classes))
 
 
 @njit(cache=True, inline="always")

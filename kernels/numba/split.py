@@ -37,12 +37,12 @@ from kernels.numba.net import ONE, WIDE, ZERO, bias_backward, dense_backward, de
 from kernels.numba.optim import update
 from kernels.numba.passes import (
     PRANGE_ONLY,
+    batch_scales,
     first_backward,
     first_forward,
     net_head,
     refresh,
     row_scratch,
-    scales,
     transpose_first,
 )
 from kernels.numba.simd import LANES
@@ -108,8 +108,8 @@ def backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0, 
 
 
 @njit(cache=True, parallel=PRANGE_ONLY)
-def train_loop_split(work, wc, state, inputs, targets, batch_size, lrs, step0, layers, net,
-                     optim, losses, correct, shards):  # fmt: skip
+def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
+                     net, optim, losses, correct, shards):  # fmt: skip
     """train_loop with every layer split between `shards` threads by lanes (module doc);
     BLAS must run on one thread inside them."""
     n_layers = layers.shape[0]
@@ -129,7 +129,7 @@ def train_loop_split(work, wc, state, inputs, targets, batch_size, lrs, step0, l
         n = min(batch_size, n_rows - r0)
         lr = lrs[j]
         alpha = -lr if in_place else ONE
-        dscale, lscale = scales(net, n, n_classes)
+        dscale, lscale = batch_scales(net, n, n_classes, totals, j)
         for t in prange(shards):
             qa, qb = lane_cut(s0, blocks, t, shards)
             first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)

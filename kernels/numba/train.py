@@ -17,10 +17,12 @@ scratch; the partial gradients are then summed in shard order, so a run is repea
 for a given thread count. No thread writes where another one does.
 ``train_loop_lanes`` splits a wide first layer by output lanes instead.
 
-Every loop takes ``(work, wc, state, inputs, targets, batch_size, lrs, step0, layers, net,
-optim, losses, correct)``: the work vector and weight copies, the optimizer state
+Every loop takes ``(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
+net, optim, losses, correct)``: the work vector and weight copies, the optimizer state
 (:class:`~kernels.numba.codes.OptState`), the rows (:class:`~kernels.numba.codes.Inputs`,
-:class:`~kernels.numba.codes.Targets`), batch j being batch positions j*batch_size onwards
+:class:`~kernels.numba.codes.Targets`), each batch's total sample weight (float32, or None
+without sample weights: a batch's loss is then the plain mean over its rows), batch j
+being batch positions j*batch_size onwards
 with rate lrs[j] and step number step0 + j + 1, the network's records (``layers``,
 ``net``, ``optim``), and the per-batch outputs (mean loss, rows classified right).
 """
@@ -35,6 +37,7 @@ from kernels.numba.net import ONE, WIDE, ZERO
 from kernels.numba.optim import update
 from kernels.numba.passes import (
     PRANGE_ONLY,
+    batch_scales,
     first_backward,
     first_forward,
     net_backward,
@@ -43,7 +46,6 @@ from kernels.numba.passes import (
     refresh,
     row_scratch,
     rows_grad,
-    scales,
     transpose_first,
 )
 from kernels.numba.simd import LANES
@@ -86,8 +88,8 @@ def lane_cut(s0, blocks, t, shards):
 
 
 @njit(cache=True)
-def train_loop(work, wc, state, inputs, targets, batch_size, lrs, step0, layers, net, optim,
-               losses, correct):  # fmt: skip
+def train_loop(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers, net,
+               optim, losses, correct):  # fmt: skip
     """Every batch, one optimizer step each (see module doc); one thread (BLAS, where a
     layer uses it, may use its own threads)."""
     n_classes = layers[layers.shape[0] - 1].n_out
@@ -103,7 +105,7 @@ def train_loop(work, wc, state, inputs, targets, batch_size, lrs, step0, layers,
         n = min(batch_size, n_rows - r0)
         lr = lrs[j]
         alpha = -lr if in_place else ONE
-        dscale, lscale = scales(net, n, n_classes)
+        dscale, lscale = batch_scales(net, n, n_classes, totals, j)
         loss, hits = rows_grad(grad, w_first, alpha, scratch, inputs, targets, r0, n, work, wc,
                                layers, net, dscale)  # fmt: skip
         update(work, grad, lo, pw, state.velocity, state.m, state.v, optim, lr, step0 + j + 1)
@@ -125,8 +127,8 @@ def add_parts(out, parts, a, b):
 
 
 @njit(cache=True, parallel=PRANGE_ONLY)
-def train_loop_threads(work, wc, state, inputs, targets, batch_size, lrs, step0, layers, net,
-                       optim, losses, correct, shards):  # fmt: skip
+def train_loop_threads(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
+                       net, optim, losses, correct, shards):  # fmt: skip
     """train_loop with each batch split into `shards` slices of rows run in parallel, each
     into its own gradient, added in shard order (the same sums run after run); the sum and
     the step split between the threads by slices of the parameters."""
@@ -150,7 +152,7 @@ def train_loop_threads(work, wc, state, inputs, targets, batch_size, lrs, step0,
     for j in range(losses.shape[0]):
         r0 = j * batch_size
         n = min(batch_size, n_rows - r0)
-        dscale, lscale = scales(net, n, n_classes)
+        dscale, lscale = batch_scales(net, n, n_classes, totals, j)
         for s in prange(shards):
             a = r0 + n * s // shards
             b = r0 + n * (s + 1) // shards
@@ -175,8 +177,8 @@ def train_loop_threads(work, wc, state, inputs, targets, batch_size, lrs, step0,
 
 
 @njit(cache=True, parallel=PRANGE_ONLY)
-def train_loop_lanes(work, wc, state, inputs, targets, batch_size, lrs, step0, layers, net,
-                     optim, losses, correct, shards):  # fmt: skip
+def train_loop_lanes(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
+                     net, optim, losses, correct, shards):  # fmt: skip
     """train_loop with the wide first layer split between `shards` threads by output lanes
     (blocks of WIDE), forward and backward: a thread owns its lanes of the weights, so
     nothing is reduced and in-place SGD stays in place; the results do not depend on the
@@ -199,7 +201,7 @@ def train_loop_lanes(work, wc, state, inputs, targets, batch_size, lrs, step0, l
         n = min(batch_size, n_rows - r0)
         lr = lrs[j]
         alpha = -lr if in_place else ONE
-        dscale, lscale = scales(net, n, n_classes)
+        dscale, lscale = batch_scales(net, n, n_classes, totals, j)
         for t in prange(shards):
             qa, qb = lane_cut(s0, blocks, t, shards)
             first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
