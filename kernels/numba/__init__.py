@@ -14,7 +14,8 @@ One folder, one implementation (``kernels.backend("numba")`` is this package):
 ``train``    the training loops: every batch of a train_steps call in one compiled call
 ``split``    the loop for networks with BLAS layers on threads: every layer split by lanes
 ``evaluate`` outputs for many rows (forward), the loss and gradient over all rows
-``network``  the network functions of INTERFACE.md section 2 (validation, work layout)
+``checks``   the network functions' argument checks, one error line each
+``network``  the network functions of INTERFACE.md section 2 (geometry, threads)
 ``layers``   the layer functions of INTERFACE.md section 1: the ``net`` kernels on one layer
 """
 

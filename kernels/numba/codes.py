@@ -11,7 +11,10 @@ Compiled code reads a network's geometry, choices and constants by name:
 and the arrays that always travel together as named tuples (:class:`Inputs`,
 :class:`Targets`, :class:`OptState`). Numba types a named tuple like a tuple (by value, as
 fast as separate arguments); a one-element NumPy record would do for ``Network`` too,
-but Numba 0.68 cannot pass a record scalar into a ``prange`` body.
+but Numba 0.68 cannot pass a record scalar into a ``prange`` body. Measured, not guessed:
+replacing the int64 tables ``geo``/``codes`` and the float64 ``hyper`` by these left the
+cold first compile of ``train_mnist.py --epochs 1`` where it was (9.0-10.0 s of CPU
+against 9.2-9.9 s, interleaved on a busy 2-core machine), the results bit for bit equal.
 """
 
 from __future__ import annotations

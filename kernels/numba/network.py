@@ -27,6 +27,13 @@ import numpy as np
 from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
 from kernels.numba import net as kn
 from kernels.numba import work as kw
+from kernels.numba.checks import (
+    batch_totals,
+    check_dense,
+    check_params,
+    check_sample_weight,
+    loss_targets,
+)
 from kernels.numba.codes import (
     ACT_CODES,
     LAYER,
@@ -149,13 +156,6 @@ def _blas_limit(threads):
     return controller.limit(limits=threads, user_api="blas")
 
 
-def _check_params(params, net):
-    if not isinstance(params, np.ndarray) or params.dtype != np.float32:
-        raise TypeError("params must be a float32 numpy array")
-    if params.shape != (net.n_params,) or not params.flags.c_contiguous:
-        raise ValueError(f"params must be C-contiguous of shape ({net.n_params},)")
-
-
 class SparseInputs:
     """The rows of an input array as compressed sparse rows, built once (:func:`prepare_inputs`)
     and read by every epoch: ``cols`` (uint16, uint32 past 65,536 columns), ``vals`` (float32, x/255 for uint8 pixels),
@@ -164,7 +164,7 @@ class SparseInputs:
     that array."""
 
     def __init__(self, X: np.ndarray) -> None:
-        X = _dense(X)
+        X = check_dense(X)
         rows = np.arange(len(X), dtype=np.int64)
         self.cols, self.vals, self.starts = kw.sparse_rows_alloc(X, rows)
         # slices of the rows filled by as many threads as there are cores to use
@@ -190,16 +190,6 @@ def prepare_inputs(X) -> SparseInputs:
     return X if isinstance(X, SparseInputs) else SparseInputs(X)
 
 
-def _dense(X):
-    if not isinstance(X, np.ndarray) or X.dtype not in (np.uint8, np.float32):
-        raise TypeError("X must be a uint8 or float32 numpy array")
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got shape {X.shape}")
-    if not X.flags.c_contiguous:
-        raise ValueError("X must be C-contiguous")
-    return X
-
-
 def _scale(X):
     return kw.INV255 if X.dtype == np.uint8 else np.float32(1.0)
 
@@ -207,7 +197,7 @@ def _scale(X):
 def _inputs(X, net, rows=None):
     """(n_rows of X, a function giving the :class:`Inputs` of the rows ``rows`` of X in order)."""
     if not isinstance(X, SparseInputs):
-        X = _dense(X)
+        X = check_dense(X)
     if X.shape[1] != net.sizes[0]:
         raise ValueError(f"X must have shape (N, {net.sizes[0]}), got {X.shape}")
 
@@ -222,28 +212,10 @@ def _inputs(X, net, rows=None):
     return len(X), csr
 
 
-def _targets(targets, net, n_rows):
-    """(labels int64, None) for cross-entropy, (None, target float32 (N, C)) for MSE: the
-    compiled loops then compile only the loss they are given (see heads.loss_head)."""
-    n_classes = net.sizes[-1]
-    targets = np.asarray(targets)
-    if len(targets) != n_rows:
-        raise ValueError(f"targets has {len(targets)} rows, X has {n_rows}")
-    if net.loss == "cross_entropy":
-        if targets.ndim != 1 or targets.dtype.kind not in "iu":
-            raise TypeError("cross_entropy targets must be integer class ids of shape (N,)")
-        if n_rows and (targets.min() < 0 or targets.max() >= n_classes):
-            raise ValueError(f"class ids must be in [0, {n_classes})")
-        return np.ascontiguousarray(targets, np.int64), None
-    if targets.shape != (n_rows, n_classes):
-        raise ValueError(f"mse targets must have shape (N, {n_classes})")
-    return None, np.ascontiguousarray(targets, np.float32)
-
-
 def forward(params, net: Net, X):
     """The outputs (N, sizes[-1]) float32 of the network for the rows of X (an array or
     :class:`SparseInputs`)."""
-    _check_params(params, net)
+    check_params(params, net)
     n, csr = _inputs(X, net)
     g = geometry(net, BLOCK)
     out = np.empty((n, net.sizes[-1]), np.float32)
@@ -286,9 +258,9 @@ def _forward_pool(pid):
 
 def loss_and_grads(params, net: Net, X, targets):
     """(mean loss over the N rows, its gradient (P,) float32 laid out like params)."""
-    _check_params(params, net)
+    check_params(params, net)
     n, csr = _inputs(X, net)
-    labels, target = _targets(targets, net, n)
+    labels, target = loss_targets(targets, net, n)
     if n == 0:
         raise ValueError("loss_and_grads needs at least one row")
     g = geometry(net, BLOCK)
@@ -333,27 +305,6 @@ def optim_constants(optimizer: Optimizer) -> Optim:
                  float(optimizer.beta2), float(optimizer.eps), float(optimizer.weight_decay))  # fmt: skip
 
 
-def _sample_weight(sample_weight, n_rows):
-    """None, or the weights as a C-contiguous float32 vector of one finite weight >= 0 a row."""
-    if sample_weight is None:
-        return None
-    if not isinstance(sample_weight, np.ndarray) or sample_weight.dtype != np.float32:
-        raise TypeError("sample_weight must be None or a float32 numpy array")
-    if sample_weight.shape != (n_rows,):
-        raise ValueError(f"sample_weight must have shape ({n_rows},), one weight per row of X, "
-                         f"got {sample_weight.shape}")  # fmt: skip
-    if not np.all(np.isfinite(sample_weight)) or (n_rows and sample_weight.min() < 0):
-        raise ValueError("sample_weight must be finite and >= 0")
-    return np.ascontiguousarray(sample_weight)
-
-
-def _batch_totals(sample_weight, order, batch_size):
-    """Each batch's total weight (float32, summed in row order)."""
-    return np.add.reduceat(sample_weight[order], np.arange(0, len(order), batch_size)).astype(
-        np.float32
-    )
-
-
 def _threads(threads):
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
@@ -377,10 +328,10 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     batch whose weights sum to 0 takes no loss gradient (weight decay still applies) and
     reports loss 0. None runs exactly the unweighted code.
     """
-    _check_params(params, net)
+    check_params(params, net)
     n_x, csr = _inputs(X, net)
-    labels, target = _targets(targets, net, n_x)
-    sample_weight = _sample_weight(sample_weight, n_x)
+    labels, target = loss_targets(targets, net, n_x)
+    sample_weight = check_sample_weight(sample_weight, n_x)
     if optimizer.name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer.name!r}")
     batch_size = int(batch_size)
@@ -416,7 +367,7 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     optim = optim_constants(optimizer)
     inputs = csr(order)
     targets = Targets(labels, target, sample_weight, order)
-    totals = None if sample_weight is None else _batch_totals(sample_weight, order, batch_size)
+    totals = None if sample_weight is None else batch_totals(sample_weight, order, batch_size)
     args = (work, wc, OptState(velocity, m, v), inputs, targets, totals, batch_size, lrs,
             int(step0), g.layers, g.net, optim, losses, correct)  # fmt: skip
     loop, threads = plan_threads(g, net, inputs, min(batch_size, len(order)), threads)
