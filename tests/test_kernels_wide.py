@@ -45,6 +45,7 @@ def numba_paths(monkeypatch):
     def choose(blas):
         network.geometry.cache_clear()
         monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1 if blas else 10**12)
+        monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 1)
         if blas and not kn.HAVE_BLAS:
             pytest.skip("SciPy (BLAS for compiled code) is not installed")
 
@@ -210,3 +211,55 @@ def test_prepare_inputs_is_the_csr_of_every_row(uint8):
     np.testing.assert_array_equal(prepared.cols[:total], columns)
     np.testing.assert_array_equal(prepared.vals[:total], X[rows, columns].astype(np.float32) * scale)
     assert len(prepared) == 5000 and prepared.shape == X.shape
+
+
+@pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 256, 1000])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("output", ["blas", "own"])
+def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output):
+    """Every layer split between two threads by lanes, BLAS inside (train_loop_split, made to
+    run at every width; the 10-wide output layer on BLAS too, or on our kernels as chosen
+    for real): NumPy's results to rounding, and the same floats run after run."""
+    from kernels.numba import net as kn
+    from kernels.numba import network
+    from kernels.numba.codes import Inputs
+
+    numba_paths(True)
+    if output == "own":
+        if width < 32:
+            pytest.skip("every layer would be on our kernels")
+        monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 32)
+    monkeypatch.setattr(network, "SPLIT_LANES_PER_THREAD", 1)
+    net, params = problem(width, seed=13)
+    X = sparse_inputs(150, width % 2 == 0, 14)
+    y = np.random.default_rng(15).integers(0, 10, len(X))
+    order = np.random.default_rng(16).permutation(len(X))
+    lrs = np.full(4, 0.003 if name == "adam" else 0.05, np.float32)
+    nb = kernels.backend("numba")
+    inputs = nb.prepare_inputs(X)
+    g = network.geometry(net, 40)
+    csr = Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(len(X), dtype=np.int64))
+    assert network.plan_threads(g, net, csr, 40, 2) == ("split", 2)
+    runs = []
+    for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, name)
+        losses, hits = kb.train_steps(p, state, net, kb.prepare_inputs(X), y, order, 40, lrs,
+                                      Optimizer(name, weight_decay=0.0 if name == "sgd" else 1e-3), 0,
+                                      threads)  # fmt: skip
+        runs.append((losses, hits, p, *state.values()))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        np.testing.assert_array_equal(a, b)  # repeatable for a thread count
+    np.testing.assert_allclose(runs[0][0], runs[2][0], rtol=2e-5)
+    np.testing.assert_array_equal(runs[0][1], runs[2][1])
+    if name != "adam":  # (Adam turns rounding-level gradients into ±lr steps)
+        assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
+
+
+def test_strides_avoid_multiples_of_256_lanes():
+    """16 lanes more where the padded width is a multiple of 256 (1 KB weight rows alias in
+    the cache); the others as rounded up to 16."""
+    from kernels.numba.network import padded
+
+    assert [padded(n) for n in (1, 15, 16, 17, 255, 256, 800, 1000, 1024, 2048)] == [
+        16, 16, 16, 32, 256 + 16, 256 + 16, 800, 1008, 1024 + 16, 2048 + 16]  # fmt: skip

@@ -79,3 +79,82 @@ def test_fit_with_two_threads_splits_the_batch():
         return [model.params.copy(), np.array(history["loss"])]
 
     assert_split_yet_same_math(fit(1), fit(2), fit(2), "MLP.fit")
+
+
+def mnist_like_inputs(n=512):
+    from kernels.numba import network
+    from kernels.numba.codes import Inputs
+
+    X, _ = digits_like(n, 2)
+    inputs = network.prepare_inputs(X)
+    return Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(n, dtype=np.int64))
+
+
+@pytest.mark.parametrize(
+    ("sizes", "rows", "threads", "expected"),
+    [
+        ((784, 16, 16, 10), 32, 16, ("serial", 1)),  # a small batch: one thread
+        ((784, 16, 16, 10), 128, 16, ("rows", 4)),  # at least 32 rows a thread
+        ((784, 64, 64, 10), 128, 2, ("rows", 2)),
+        ((784, 64, 64, 10), 512, 16, ("rows", 16)),
+        ((784, 256, 256, 10), 128, 16, ("split", 4)),  # at least 64 lanes a thread
+        ((784, 800, 10), 128, 16, ("lanes", 13)),  # at most one thread per 64 lanes
+        ((784, 800, 10), 128, 1, ("serial", 1)),
+        ((784, 1024, 1024, 10), 128, 16, ("split", 16)),
+        ((784, 1024, 1024, 10), 128, 32, ("split", 16)),
+        ((784, 1024, 1024, 10), 128, 1, ("serial", 1)),
+    ],
+)
+def test_thread_plan_depends_on_the_shape_only(sizes, rows, threads, expected):
+    """The loop and thread count train_steps picks: capped where more threads measured slower
+    (rows a thread, lanes a thread), the same every time it is asked."""
+    from kernels.numba import network
+
+    net = Net(sizes, "relu", "softmax", "cross_entropy")
+    g = network.geometry(net, rows)
+    if expected[0] == "split" and not g.uses_blas:
+        pytest.skip("SciPy (BLAS for compiled code) is not installed")
+    inputs = mnist_like_inputs()
+    plans = {network.plan_threads(g, net, inputs, rows, threads) for _ in range(3)}
+    assert plans == {expected}
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
+    """train_loop_split (BLAS layers, every layer split by lanes) with sample weights, some
+    zero: one thread's result to rounding, and the same floats run after run."""
+    from kernels.numba import net as kn
+    from kernels.numba import network
+
+    if not kn.HAVE_BLAS:
+        pytest.skip("SciPy (BLAS for compiled code) is not installed")
+    network.geometry.cache_clear()
+    monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1)
+    monkeypatch.setattr(network, "SPLIT_LANES_PER_THREAD", 1)
+    net = Net((784, 48, 33, 10), "relu", "softmax", "cross_entropy")
+    X, y = digits_like(200, 7)
+    weights = np.random.default_rng(8).random(len(X)).astype(np.float32) * 2
+    weights[::7] = 0
+    nb = kernels.backend("numba")
+    inputs = nb.prepare_inputs(X)
+    assert network.plan_threads(network.geometry(net, 50), net, mnist_like_inputs(), 50, 2)[0] == (
+        "split")  # fmt: skip
+
+    def run(threads):
+        params = np.empty(net.n_params, np.float32)
+        kernels.backend("numpy").init_params(params, net, "he_uniform", 1)
+        state = optimizer_state(net, name)
+        order = np.random.default_rng(9).permutation(len(X))
+        lrs = np.full(4, 0.003 if name == "adam" else 0.1, np.float32)
+        losses, hits = nb.train_steps(params, state, net, inputs, y, order, 50, lrs,
+                                      Optimizer(name), 0, threads, sample_weight=weights)  # fmt: skip
+        return [losses, hits, params]
+
+    try:
+        one, two, again = run(1), run(2), run(2)
+    finally:
+        network.geometry.cache_clear()
+    for a, b in zip(two, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(two[0], one[0], rtol=1e-5)
+    np.testing.assert_allclose(two[2], one[2], rtol=1e-4, atol=1e-6)

@@ -12,6 +12,7 @@ One folder, one implementation (``kernels.backend("numba")`` is this package):
 ``passes``   one block of rows forward, through the loss and backward (inlined glue)
 ``optim``    the optimizer step
 ``train``    the training loops: every batch of a train_steps call in one compiled call
+``split``    the loop for networks with BLAS layers on threads: every layer split by lanes
 ``evaluate`` outputs for many rows (forward), the loss and gradient over all rows
 ``checks``   the network functions' argument checks, one error line each
 ``network``  the network functions of INTERFACE.md section 2 (geometry, threads)

@@ -47,19 +47,25 @@ AHEAD = 8  # rows prefetched ahead of the one being read (rows come in shuffled 
 # Lanes of output the first layer computes for every row of a batch before moving on.
 WIDE = 4 * LANES
 # Smallest weight matrix (fan_in x fan_out) whose dense products go to BLAS sgemm. Measured
-# on one core of an AMD EPYC (AVX-512, 1 MB L2), s per epoch of 784-H-H-10, own vs BLAS:
-# H=64 batch 32 0.085 vs 0.096, batch 128 0.073 vs 0.126; H=128 batch 32 0.20 vs 0.24;
-# H=256 batch 32 0.61 vs 0.54, batch 128 0.66 vs 0.80; H=512 batch 128 4.7 vs 2.2;
-# H=1024 batch 128 23.2 vs 8.3. Our kernels win while the weights (1 MB at 512 x 512)
-# fit in L2, and our threads split the batch; BLAS wins beyond.
-BLAS_MIN_WEIGHTS = 2**17
+# on one core of an AMD EPYC (AVX-512, OpenBLAS on one thread, OPENBLAS_CORETYPE unset), s per
+# epoch of 784-H1-H2-10, own vs BLAS: 128-64 batch 32 0.131 vs 0.118; 128-128 batch 32 0.205
+# vs 0.143, batch 128 0.182 vs 0.149; 256-256 batch 16 0.74 vs 0.46, batch 32 0.59 vs 0.45,
+# batch 128 0.70 vs 0.29 (Haswell kernels, OPENBLAS_CORETYPE=Haswell: 0.76 vs 0.42); 64-64
+# batch 128 0.066 vs 0.062, too close to call. Once at 2**17 (a measurement with BLAS on all
+# cores against our threads). A layer with fewer than 32 inputs or outputs (the 10 classes)
+# stays on our kernels: one or two vectors wide, sgemm's packing does not pay.
+BLAS_MIN_WEIGHTS = 2**13
+BLAS_MIN_WIDTH = 32
 
 
 def dense_path(n_in: int, n_out: int, rows: int) -> int:
     """Which kernel runs the dense products of a layer after the first: PATH_BLAS where the
     weight matrix is large enough for sgemm's packing to pay, PATH_OWN below (and without
     SciPy, which Numba's BLAS helper needs)."""
-    if HAVE_BLAS and n_in * n_out >= BLAS_MIN_WEIGHTS and rows >= 8:
+    if (
+        HAVE_BLAS and n_in * n_out >= BLAS_MIN_WEIGHTS and min(n_in, n_out) >= BLAS_MIN_WIDTH
+        and rows >= 8
+    ):  # fmt: skip
         return PATH_BLAS
     return PATH_OWN
 

@@ -114,11 +114,24 @@ def train_loop(work, wc, state, inputs, targets, totals, batch_size, lrs, step0,
         correct[j] = hits
 
 
+@njit(cache=True, inline="always")
+def add_parts(out, parts, a, b):
+    """out[a:b] += parts[0, a:b] + parts[1, a:b] + ... added in that order (the same sums
+    run after run, whatever slice a thread takes); those parts zeroed."""
+    o = out[a:b]
+    for s in range(parts.shape[0]):
+        part = parts[s][a:b]
+        for p in range(o.shape[0]):
+            o[p] += part[p]
+            part[p] = ZERO
+
+
 @njit(cache=True, parallel=PRANGE_ONLY)
 def train_loop_threads(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
                        net, optim, losses, correct, shards):  # fmt: skip
     """train_loop with each batch split into `shards` slices of rows run in parallel, each
-    into its own gradient, added in shard order (the same sums run after run)."""
+    into its own gradient, added in shard order (the same sums run after run); the sum and
+    the step split between the threads by slices of the parameters."""
     n_classes = layers[layers.shape[0] - 1].n_out
     arow = net.arow
     n_rows = targets.order.shape[0]
@@ -150,16 +163,14 @@ def train_loop_threads(work, wc, state, inputs, targets, totals, batch_size, lrs
             )
         loss = ZERO
         hits = 0
-        for s in range(shards):  # fixed order: the same sums run after run
+        for s in range(shards):
             loss += shard_loss[s]
             hits += shard_hits[s]
-            part = grads[s]
-            for p in range(pw):
-                grad[p] += part[p]
-                part[p] = ZERO
-        # np.int64(0): a literal 0 would compile update once more (train_loop passes an int64)
-        update(work, grad, np.int64(0), pw, state.velocity, state.m, state.v, optim, lrs[j],
-               step0 + j + 1)  # fmt: skip
+        for t in prange(shards):  # thread t sums and steps its slice of the parameters
+            a, b = pw * t // shards, pw * (t + 1) // shards
+            add_parts(grad, grads, a, b)
+            update(work, grad, a, b, state.velocity, state.m, state.v, optim, lrs[j],
+                   step0 + j + 1)  # fmt: skip
         refresh(wc, work, layers)
         losses[j] = loss * lscale
         correct[j] = hits
