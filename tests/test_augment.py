@@ -26,7 +26,7 @@ def digits(n=40, seed=0):
 def both(kind, seed, counter=0, rows=None, **overrides):
     X, _ = digits()
     rows = np.arange(len(X))[::-3] if rows is None else rows
-    params = augment_params(kind, **overrides)
+    params = augment_params(kind, SIDE, **overrides)
     ref = np.full((len(rows), SIDE * SIDE), 7, np.uint8)
     fast = ref.copy()
     augment_reference.augment_rows(ref, X, rows, SIDE, kind_code(kind), params, seed, counter)
@@ -54,7 +54,7 @@ def test_repeatable_and_seed_dependent(kind):
 
 def test_an_image_distorts_the_same_whatever_its_chunk_or_threads():
     X, _ = digits()
-    params = augment_params("elastic")
+    params = augment_params("elastic", SIDE)
     whole = np.zeros((len(X), SIDE * SIDE), np.uint8)
     augment_numba.augment_rows(whole, X, np.arange(len(X)), SIDE, 2, params, 9, 2)
     part = np.zeros((5, SIDE * SIDE), np.uint8)
@@ -94,7 +94,7 @@ def test_intensity_stays_in_range_and_ink_is_roughly_kept():
     out = np.zeros_like(X)
     for kind in KINDS:
         augment_numba.augment_rows(
-            out, X, np.arange(3), SIDE, kind_code(kind), augment_params(kind), 0, 0
+            out, X, np.arange(3), SIDE, kind_code(kind), augment_params(kind, SIDE), 0, 0
         )
         assert out.dtype == np.uint8 and out.max() == 255  # no wrap-around past 255
     X, rows, ref, _ = both("affine", 2)
