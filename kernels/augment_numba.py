@@ -38,7 +38,7 @@ def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
     """Scratch for :func:`augment_rows`: per block of images (one per thread), the elastic
     grid, its rows and the grid cell and weight of each coordinate. One block: a plain
     loop on the calling thread."""
-    return np.zeros((blocks, 2 * side * side + 2 * side + 2), np.int64)
+    return np.zeros((blocks, 2 * (side + 1) ** 2 + 2 * (side + 2)), np.int64)
 
 
 def bounding_boxes(X: np.ndarray, side: int) -> np.ndarray:
@@ -203,8 +203,10 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
     elastic = kind >= 2
     n = params.shape[0]
     bits, points = np.int64(0), np.int64(0)
-    # work: the grid's x displacements, its y ones, then a row of each (one spare entry)
-    gy, rx, ry = side * side, 2 * side * side, 2 * side * side + side + 1
+    # work: the grid's x displacements, its y ones (at most side + 1 points a side), then a
+    # row of each (room for the cell after the last)
+    gy, rx = (side + 1) ** 2, 2 * (side + 1) ** 2
+    ry = rx + side + 2
     if elastic:  # the grid: x displacements at work[0:], y at work[gy:]
         bits, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         amplitude = np.int64(params[n - 1])
