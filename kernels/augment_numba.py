@@ -11,7 +11,8 @@ Same stream, same integer arithmetic, so the same bytes as the reference
   is a line, so the span that can reach the box (widened by the largest elastic
   displacement) is solved for in integers, and the pixels outside it are left at 0.
   MNIST digits fill about a third of the image.
-- the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images.
+- the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images,
+  and is interpolated along a row by adding its slope.
 
 Images are split into one contiguous block per thread; each block owns its output rows
 and its slice of the scratch buffer, so no thread writes where another does and nothing is
@@ -202,19 +203,19 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
         first = AFFINE_DRAWS
     elastic = kind >= 2
     n = params.shape[0]
-    bits, points = np.int64(0), np.int64(0)
+    step, points = np.int64(1), np.int64(0)
     # work: the grid's x displacements, its y ones (at most side + 1 points a side), then a
     # row of each (room for the cell after the last)
     gy, rx = (side + 1) ** 2, 2 * (side + 1) ** 2
     ry = rx + side + 2
     if elastic:  # the grid: x displacements at work[0:], y at work[gy:]
-        bits, points = np.int64(params[n - 3]), np.int64(params[n - 2])
+        step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         amplitude = np.int64(params[n - 1])
         size = points * points
         for j in range(2 * size):  # x components first, then y, as in the reference
             k = np.int64(_draw(key, first + j) * np.float32(1 << 24))
             work[j if j < size else gy + j - size] = ((2 * k - (1 << 24)) * amplitude) >> 24
-    step, mask = np.int64(1) << bits, (np.int64(1) << bits) - 1
+    unit = ONE // step  # the far point's weight grows by this per pixel
     for p in range(side * side):
         out[i, p] = 0
     x_lo, x_hi, y_lo, y_hi = box[0], box[1], box[2], box[3]
@@ -229,12 +230,12 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
     mx, my = np.int64(0), np.int64(0)
     for y in range(side):
         if elastic:  # the grid interpolated to this row (y first), and its largest value
-            cy, jy = y >> bits, y & mask
+            cy, wy = y // step, (y % step) * unit
             mx, my = np.int64(0), np.int64(0)
             for k in range(points):
                 up, down = cy * points + k, (cy + 1) * points + k
-                vx = (work[up] * (step - jy) + work[down] * jy) >> bits
-                vy = (work[gy + up] * (step - jy) + work[gy + down] * jy) >> bits
+                vx = (work[up] * (ONE - wy) + work[down] * wy) >> 16
+                vy = (work[gy + up] * (ONE - wy) + work[gy + down] * wy) >> 16
                 work[rx + k], work[ry + k] = vx, vy
                 mx, my = max(mx, abs(vx)), max(my, abs(vy))
             mx, my = mx + 1, my + 1  # interpolating rounds down: at most 1 past the grid's
@@ -245,24 +246,27 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
         if start > last:
             continue
         sx, sy = sx0 + a * start, sy0 + c * start
-        # The field along the row, times 2**bits, by adding its slope within a grid cell.
-        cx, jx = start >> bits, start & mask
-        nx = work[rx + cx] * (step - jx) + work[rx + cx + 1] * jx
-        ny = work[ry + cx] * (step - jx) + work[ry + cx + 1] * jx
-        dnx, dny = work[rx + cx + 1] - work[rx + cx], work[ry + cx + 1] - work[ry + cx]
+        # The field along the row, times 65536, by adding its slope within a grid cell.
+        cx, jx = start // step, start % step
+        nx = work[rx + cx] * (ONE - jx * unit) + work[rx + cx + 1] * (jx * unit)
+        ny = work[ry + cx] * (ONE - jx * unit) + work[ry + cx + 1] * (jx * unit)
+        dnx = (work[rx + cx + 1] - work[rx + cx]) * unit
+        dny = (work[ry + cx + 1] - work[ry + cx]) * unit
         for x in range(start, last + 1):
             px, py = sx, sy
             sx += a
             sy += c
             if elastic:
-                px += nx >> bits
-                py += ny >> bits
+                px += nx >> 16
+                py += ny >> 16
                 nx += dnx
                 ny += dny
-                if (x + 1) & mask == 0:  # the next cell
-                    cx += 1
-                    nx, ny = work[rx + cx] * step, work[ry + cx] * step
-                    dnx, dny = work[rx + cx + 1] - work[rx + cx], work[ry + cx + 1] - work[ry + cx]
+                jx += 1
+                if jx == step:  # the next cell
+                    cx, jx = cx + 1, 0
+                    nx, ny = work[rx + cx] * ONE, work[ry + cx] * ONE
+                    dnx = (work[rx + cx + 1] - work[rx + cx]) * unit
+                    dny = (work[ry + cx + 1] - work[ry + cx]) * unit
             if px < lo_x or px > hi_x or py < lo_y or py > hi_y:
                 continue
             x0, y0 = px >> 16, py >> 16

@@ -85,9 +85,10 @@ def mnist_like(n=60, seed=0, side=28):
         ("affine", {"max_rotation": 90.0, "max_scale": 0.5, "max_shear": 0.5, "max_shift": 6}),
         ("affine", {"max_rotation": 0.0, "max_scale": 0.0, "max_shear": 0.0, "max_shift": 3}),
         ("elastic", {}),
-        ("elastic", {"alpha": 200.0, "sigma": 1.0}),  # grid spacing 2
-        ("elastic", {"alpha": 30.0, "sigma": 0.3}),  # spacing 1: a point per pixel
-        ("elastic", {"alpha": 60.0, "sigma": 9.0}),  # spacing 16: 3 x 3 points
+        ("elastic", {"alpha": 200.0, "sigma": 0.7}),  # grid spacing 2
+        ("elastic", {"alpha": 30.0, "sigma": 0.2}),  # spacing 1: a point per pixel
+        ("elastic", {"alpha": 60.0, "sigma": 2.3}),  # spacing 7: 65536 // 7 leaves a rest
+        ("elastic", {"alpha": 90.0, "sigma": 9.0}),  # spacing 27: 3 x 3 points
         ("affine+elastic", {}),
         ("affine+elastic", {"max_rotation": 45.0, "alpha": 80.0}),
     ],
@@ -108,21 +109,24 @@ def test_full_size_images_the_reference_bytes_with_any_strength(kind, overrides)
 
 
 def test_elastic_field_is_as_strong_as_simards():
-    """The grid's root-mean-square displacement matches alpha 34, sigma 4 (about 1.38 px)."""
+    """The grid's root-mean-square displacement and slope match alpha 34, sigma 4 (about
+    1.38 pixels and 0.24)."""
     params = augment_params("elastic")
-    bits, points, amplitude = (int(v) for v in params)
-    assert (bits, points) == (3, 5)  # spacing 8 pixels on 28 x 28
+    step, points, amplitude = (int(v) for v in params)
+    assert (step, points) == (12, 4)  # 12 pixels apart on 28 x 28
     u = np.random.default_rng(0).random((400, 2 * points * points), dtype=np.float32)
     fields = [
         augment_reference.field(
             augment_reference.grid_values(row, amplitude)[: points * points].reshape(points, -1),
-            bits,
+            step,
             28,
         )
         for row in u
     ]
-    rms = np.sqrt(np.mean(np.square(np.array(fields) / 65536.0)))
-    assert 1.2 < rms < 1.55
+    fields = np.array(fields) / 65536.0
+    rms = np.sqrt(np.mean(np.square(fields)))
+    slope = np.sqrt(np.mean(np.square(np.diff(fields, axis=2))))
+    assert 1.2 < rms < 1.55 and 0.2 < slope < 0.3
 
 
 def test_shift_moves_a_digit_by_whole_pixels():
