@@ -151,12 +151,11 @@ def _shift(out, i, X, row, key, side, params):
     m = int(params[0])
     dx = int(np.floor(_draw(key, 0) * np.float32(2 * m + 1))) - m
     dy = int(np.floor(_draw(key, 1) * np.float32(2 * m + 1))) - m
-    for p in range(side * side):
-        out[i, p] = 0
-    for y in range(max(0, dy), min(side, side + dy)):
-        src = (y - dy) * side - dx
-        for x in range(max(0, dx), min(side, side + dx)):
-            out[i, y * side + x] = X[row, src + x]
+    for y in range(side):  # one write per pixel (measured: faster than zeroing, then copying)
+        for x in range(side):
+            sx, sy = x - dx, y - dy
+            inside = 0 <= sx < side and 0 <= sy < side
+            out[i, y * side + x] = X[row, sy * side + sx] if inside else np.uint8(0)
 
 
 @njit(cache=True, inline="always")
@@ -216,10 +215,10 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
             k = np.int64(_draw(key, first + j) * np.float32(1 << 24))
             work[j if j < size else gy + j - size] = ((2 * k - (1 << 24)) * amplitude) >> 24
     unit = ONE // step  # the far point's weight grows by this per pixel
-    for p in range(side * side):
-        out[i, p] = 0
     x_lo, x_hi, y_lo, y_hi = box[0], box[1], box[2], box[3]
     if x_lo > x_hi:  # a blank image stays blank
+        for p in range(side * side):
+            out[i, p] = 0
         return
     # Pixels whose footprint (x0..x0+1, y0..y0+1) misses the box read 0: sample those with
     # x_lo - 1 <= x0 <= x_hi and y_lo - 1 <= y0 <= y_hi only.
@@ -243,8 +242,13 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
         f1, l1 = _span(sx0, a, lo_x - mx, hi_x + mx, side)
         f2, l2 = _span(sy0, c, lo_y - my, hi_y + my, side)
         start, last = max(f1, f2), min(l1, l2)
+        # Every pixel is written once: 0 outside the span and where the footprint is empty.
+        for x in range(side if start > last else start):
+            out[i, y * side + x] = 0
         if start > last:
             continue
+        for x in range(last + 1, side):
+            out[i, y * side + x] = 0
         sx, sy = sx0 + a * start, sy0 + c * start
         # The field along the row, times 65536, by adding its slope within a grid cell.
         cx, jx = start // step, start % step
@@ -268,6 +272,7 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
                     dnx = (work[rx + cx + 1] - work[rx + cx]) * unit
                     dny = (work[ry + cx + 1] - work[ry + cx]) * unit
             if px < lo_x or px > hi_x or py < lo_y or py > hi_y:
+                out[i, y * side + x] = 0
                 continue
             x0, y0 = px >> 16, py >> 16
             fx, fy = (px >> 8) & 255, (py >> 8) & 255
