@@ -109,8 +109,9 @@ def test_full_size_images_the_reference_bytes_with_any_strength(kind, overrides)
 
 
 def test_elastic_field_is_as_strong_as_simards():
-    """The grid's root-mean-square displacement and slope match alpha 34, sigma 4 (about
-    1.38 pixels and 0.24)."""
+    """The grid's root-mean-square displacement and slope are about those of Simard's
+    field for alpha 34, sigma 4 (1.43 and 0.20 here; 1.28 and 0.22 blurred with zeros
+    outside the image, 1.38 and 0.24 far from its edges)."""
     params = augment_params("elastic")
     step, points, amplitude = (int(v) for v in params)
     assert (step, points) == (12, 4)  # 12 pixels apart on 28 x 28
@@ -126,7 +127,7 @@ def test_elastic_field_is_as_strong_as_simards():
     fields = np.array(fields) / 65536.0
     rms = np.sqrt(np.mean(np.square(fields)))
     slope = np.sqrt(np.mean(np.square(np.diff(fields, axis=2))))
-    assert 1.2 < rms < 1.55 and 0.2 < slope < 0.3
+    assert 1.3 < rms < 1.55 and 0.17 < slope < 0.25  # Simard, zeros outside: 1.28, 0.22
 
 
 def test_shift_moves_a_digit_by_whole_pixels():
