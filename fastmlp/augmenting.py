@@ -1,15 +1,22 @@
 """Training on distorted images, a chunk at a time: the trainer's side of ``fit(augment=...)``.
 
 The trainer hands each chunk of an epoch's rows to a :class:`Distorter`, which writes
-distorted copies of just those images into one reused uint8 buffer (the kernels in
+distorted copies of just those images into a reused uint8 buffer (the kernels in
 :mod:`kernels.augment_numba`, or the NumPy reference for the NumPy backends); the chunk
 is then trained on that buffer in order. No augmented copy of the data set is stored.
 Every image's distortion depends only on the model seed, the epoch and its row.
+
+With the numba backend and more than one thread, the trainer tells the distorter each
+epoch's order (:meth:`Distorter.plan`) and the next chunk is distorted on a second thread
+while the current one trains (the kernels release the GIL): two buffers, one being
+trained on, one being filled. The bytes are the same either way.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -18,7 +25,22 @@ from kernels import augment_reference
 
 
 class Distorter:
-    """Distorts a chunk's images into one reused uint8 buffer (no augmented data set)."""
+    """Distorts a chunk's images into reused uint8 buffers (no augmented data set).
+
+    Parameters
+    ----------
+    inputs : ndarray, uint8 (N, side * side)
+        The training images.
+    kind : str
+        One of :data:`kernels.augment_reference.KINDS`.
+    batch_size, chunks_per_epoch : int
+        The trainer's chunking: a chunk is ``ceil(ceil(N / batch_size) / chunks_per_epoch)``
+        batches, the last one of an epoch possibly shorter.
+    backend : str
+        ``"numba"`` uses the compiled kernels; the others the NumPy reference.
+    threads : int
+        More than one (numba only): distort the next chunk on a second thread.
+    """
 
     def __init__(
         self,
@@ -27,6 +49,7 @@ class Distorter:
         batch_size: int,
         backend: str,
         chunks_per_epoch: int = 20,
+        threads: int = 1,
     ) -> None:
         n_features = inputs.shape[1] if inputs.ndim == 2 else 0
         side = math.isqrt(n_features)
@@ -35,22 +58,72 @@ class Distorter:
                 f"augment {kind!r} distorts square uint8 images; got "
                 f"{inputs.dtype} rows of {n_features} features"
             )
+        self.background = None
         if backend == "numba":
             from kernels import augment_numba  # compiled on first use only
 
             scratch = augment_numba.scratch_for(side)
-            self.kernel = partial(augment_numba.augment_rows, scratch=scratch)
+            boxes = augment_numba.bounding_boxes(inputs, side)  # once per fit
+            self.kernel = partial(augment_numba.augment_rows, scratch=scratch, boxes=boxes)
+            if threads > 1:
+                # its own scratch: the two threads never share a buffer
+                ahead = partial(augment_numba.augment_rows, scratch=scratch.copy(), boxes=boxes)
+                self.ahead_kernel = ahead
+                self.background = ThreadPoolExecutor(1, thread_name_prefix="fastmlp-augment")
+                weakref.finalize(self, self.background.shutdown, wait=False)
         else:  # the NumPy backends distort with the plain reference the kernel is tested on
             self.kernel = augment_reference.augment_rows
         self.inputs, self.side = inputs, side
         self.kind = augment_reference.kind_code(kind)
-        self.params = augment_reference.augment_params(kind)
-        chunk = math.ceil(math.ceil(len(inputs) / batch_size) / chunks_per_epoch)
-        self.buffer = np.empty((chunk * batch_size, n_features), np.uint8)
+        self.params = augment_reference.augment_params(kind, side)
+        self.chunk = math.ceil(math.ceil(len(inputs) / batch_size) / chunks_per_epoch) * batch_size
+        self.buffers = [np.empty((self.chunk, n_features), np.uint8) for _ in range(2)]
+        self.pending: tuple[np.ndarray, int, int, Future] | None = None  # rows, seed, epoch, job
+        self.order: np.ndarray | None = None
+        self.next_start = 0
+        self.turn = 0  # the buffer the next chunk goes to
+
+    def plan(self, order: np.ndarray, seed: int, epoch: int) -> None:
+        """The rows of the coming epoch in order: start distorting its first chunk."""
+        if self.background is None:
+            return
+        self._drain()
+        self.order, self.seed, self.epoch, self.next_start = order, seed, epoch, 0
+        self._submit()
 
     def __call__(self, rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-        if len(rows) > len(self.buffer):  # the warm-up's batch can outgrow a tiny chunk
-            self.buffer = np.empty((len(rows), self.buffer.shape[1]), np.uint8)
-        out = self.buffer[: len(rows)]
+        """Distorted copies of ``X[rows]`` for pass ``epoch``: valid until the call after next."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            planned, p_seed, p_epoch, job = pending
+            out = job.result()
+            if (p_seed, p_epoch) == (seed, epoch) and np.array_equal(planned, rows):
+                self._submit()  # the next chunk, into the other buffer, while this one trains
+                return out
+            self.order = None  # not the planned chunk: back to distorting on this thread
+        out = self._buffer(len(rows))
         self.kernel(out, self.inputs, rows, self.side, self.kind, self.params, seed, epoch)
         return out
+
+    def _buffer(self, n: int) -> np.ndarray:
+        """The next buffer's first n rows (grown when the warm-up's batch outgrows a chunk)."""
+        turn, self.turn = self.turn, 1 - self.turn
+        if n > len(self.buffers[turn]):
+            self.buffers[turn] = np.empty((n, self.buffers[turn].shape[1]), np.uint8)
+        return self.buffers[turn][:n]
+
+    def _submit(self) -> None:
+        if self.order is None or self.next_start >= len(self.order):
+            return
+        rows = self.order[self.next_start : self.next_start + self.chunk]
+        self.next_start += len(rows)
+        out = self._buffer(len(rows))
+        args = (out, self.inputs, rows, self.side, self.kind, self.params, self.seed, self.epoch)
+        job = self.background.submit(lambda: (self.ahead_kernel(*args), out)[1])
+        self.pending = rows, self.seed, self.epoch, job
+
+    def _drain(self) -> None:
+        """Wait for a distortion still running (its buffer is about to be reused)."""
+        if self.pending is not None:
+            self.pending[3].result()
+            self.pending = None

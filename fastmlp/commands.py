@@ -143,7 +143,7 @@ def add_train_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--augment",
-        choices=("shift", "affine", "elastic"),
+        choices=("shift", "affine", "elastic", "affine+elastic"),
         help="train on randomly distorted images, new distortions every epoch (seeded)",
     )
     p.add_argument("--json", type=Path, help="write machine-readable results here")

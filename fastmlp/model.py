@@ -185,7 +185,7 @@ class MLP:
             A progress bar on a terminal and one summary line per epoch on stdout.
         threads : int, optional
             Threads the kernels may use (default: every core, capped by NUMBA_NUM_THREADS).
-        augment : {None, "shift", "affine", "elastic"}
+        augment : {None, "shift", "affine", "elastic", "affine+elastic"}
             Train on randomly distorted copies of square uint8 images, made a chunk at a
             time (no augmented data set is stored), seeded by ``seed`` and the epoch; see
             :mod:`kernels.augment_reference`.

@@ -191,7 +191,7 @@ def augmented_digits(
         for kind in kinds:
             for copy in range(copies):
                 out = np.empty((1, side * side), np.uint8)
-                params = augment_params(kind)
+                params = augment_params(kind, side)
                 augment_rows(
                     out, flat, np.array([i]), side, kind_code(kind), params, seed, copy + 1
                 )

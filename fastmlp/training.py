@@ -192,6 +192,8 @@ def train(
                 options.lr_schedule, options.lr, epoch - 1, options.epochs, steps_per_epoch
             )
             stepper.epoch = epoch  # the augmentation stream's counter
+            if stepper.distort is not None:  # distort the next chunk while one trains
+                stepper.distort.plan(order, model.seed, epoch)
             entry = _epoch(stepper, order, rates, report, epoch, options.epochs)
             if validation is not None:
                 scores = model.evaluate(*validation)
@@ -296,8 +298,9 @@ class _Stepper:
         self.distort = None
         if options.augment is not None:
             self.distort = Distorter(
-                inputs, options.augment, options.batch_size, model.backend, CHUNKS_PER_EPOCH
-            )
+                inputs, options.augment, options.batch_size, model.backend, CHUNKS_PER_EPOCH,
+                options.threads,
+            )  # fmt: skip
         else:
             # The backend's copy of the rows for every epoch (numba: their non-zero entries,
             # made once, so an epoch costs the same for uint8 and float inputs). Distorted

@@ -1,22 +1,34 @@
 """Distorted training images in compiled code: :mod:`kernels.augment_reference`, in Numba.
 
-Same stream, same float32 arithmetic in the same order, so the same bytes as the
-reference (tests/test_augment.py checks it). Images are split into one contiguous block
-per thread; each block owns its output rows and its slice of the scratch buffer, so no
-thread writes where another does and nothing is allocated per image.
+Same stream, same integer arithmetic, so the same bytes as the reference
+(tests/test_augment.py checks it), with less work per image:
+
+- positions step along an output row by adding the affine map's column (exact in fixed
+  point), instead of a matrix product per pixel;
+- only output pixels that can see ink are sampled. The bounding box of each image's
+  non-zero pixels is found once per fit (:func:`bounding_boxes`); a pixel whose bilinear
+  footprint lies outside it is 0. Along each output row the affine part of the position
+  is a line, so the span that can reach the box (widened by the largest elastic
+  displacement) is solved for in integers, and the pixels outside it are left at 0.
+  MNIST digits fill about a third of the image.
+- the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images,
+  and is interpolated along a row by adding its slope.
+
+Images are split into one contiguous block per thread; each block owns its output rows
+and its slice of the scratch buffer, so no thread writes where another does and nothing is
+allocated per image. The kernels release the GIL, so a chunk can be distorted on one
+thread while the previous one trains on another.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
-from kernels.augment_reference import augment_params, kind_code
+from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
 
-__all__ = ["augment_params", "augment_rows", "kind_code", "scratch_for"]
+__all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -24,9 +36,18 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
-    """Scratch for :func:`augment_rows`: per block of images (one per thread), the
-    coordinates and the blur passes. One block: a plain loop on the calling thread."""
-    return np.zeros((blocks, 4, side * side), np.float32)
+    """Scratch for :func:`augment_rows`: per block of images (one per thread), the elastic
+    grid, its rows and the grid cell and weight of each coordinate. One block: a plain
+    loop on the calling thread."""
+    return np.zeros((blocks, 2 * (side + 1) ** 2 + 2 * (side + 2)), np.int64)
+
+
+def bounding_boxes(X: np.ndarray, side: int) -> np.ndarray:
+    """(N, 4) int64: each image's non-zero pixels lie in columns [0]..[1] and rows [2]..[3]
+    (an empty image: [side, -1, side, -1])."""
+    boxes = np.empty((X.shape[0], 4), np.int64)
+    _boxes(boxes, X, side)
+    return boxes
 
 
 def augment_rows(
@@ -39,17 +60,40 @@ def augment_rows(
     seed: int,
     counter: int,
     scratch: np.ndarray | None = None,
+    boxes: np.ndarray | None = None,
 ) -> None:
-    """Write a distorted copy of ``X[rows[i]]`` into ``out[i]``; see the reference."""
+    """Write a distorted copy of ``X[rows[i]]`` into ``out[i]``; see the reference.
+
+    ``boxes``: :func:`bounding_boxes` of X (computed here when not given: pass it when
+    calling again on the same X).
+    """
     if scratch is None:
         scratch = scratch_for(side)
+    if boxes is None:
+        boxes = bounding_boxes(X, side)
     seed64 = np.uint64(seed % (1 << 64))
     base = np.uint64((counter << 32) % (1 << 64))
     rows = rows.astype(np.int64, copy=False)
     # One block runs without a parallel region: on a busy machine, waking a second thread
     # for every chunk costs more than the chunk's distortions (measured: 15 ms a call).
     run = _augment_serial if scratch.shape[0] == 1 else _augment_parallel
-    run(out, X, rows, side, kind, params, seed64, base, scratch)
+    run(out, X, rows, side, kind, params, seed64, base, scratch, boxes)
+
+
+@njit(cache=True, nogil=True)
+def _boxes(boxes, X, side):
+    for r in range(X.shape[0]):
+        x_lo, x_hi, y_lo, y_hi = side, -1, side, -1
+        for y in range(side):
+            first, last = side, -1
+            for x in range(side):
+                if X[r, y * side + x] != 0:
+                    first = min(first, x)
+                    last = x
+            if last >= 0:
+                x_lo, x_hi = min(x_lo, first), max(x_hi, last)
+                y_lo, y_hi = min(y_lo, y), y
+        boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3] = x_lo, x_hi, y_lo, y_hi
 
 
 @njit(cache=True, inline="always")
@@ -65,8 +109,13 @@ def _draw(key, d):
     return np.float32(z >> np.uint64(40)) * np.float32(1.0 / (1 << 24))
 
 
-@njit(cache=True)
-def _augment_block(out, X, rows, side, kind, params, seed, base, work, start, stop):
+@njit(cache=True, inline="always")
+def _fixed(v):
+    return np.int64(np.floor(v * np.float32(ONE) + np.float32(0.5)))
+
+
+@njit(cache=True, nogil=True)
+def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, start, stop):
     """Images start..stop-1, one after another, with one block's scratch."""
     for i in range(start, stop):
         row = rows[i]
@@ -74,45 +123,70 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, start, st
         if kind == 0:
             _shift(out, i, X, row, key, side, params)
         else:
-            _coordinates(work, key, side, kind, params)
-            _bilinear(out, i, X, row, side, work[0], work[1])
+            _warp(out, i, X, row, key, side, kind, params, work, boxes[row])
 
 
-@njit(cache=True)
-def _augment_serial(out, X, rows, side, kind, params, seed, base, scratch):
-    _augment_block(out, X, rows, side, kind, params, seed, base, scratch[0], 0, rows.shape[0])
+@njit(cache=True, nogil=True)
+def _augment_serial(out, X, rows, side, kind, params, seed, base, scratch, boxes):
+    _augment_block(
+        out, X, rows, side, kind, params, seed, base, scratch[0], boxes, 0, rows.shape[0]
+    )
 
 
 @njit(cache=True, parallel=True)
-def _augment_parallel(out, X, rows, side, kind, params, seed, base, scratch):
+def _augment_parallel(out, X, rows, side, kind, params, seed, base, scratch, boxes):
     n = rows.shape[0]
     blocks = scratch.shape[0]
     per = (n + blocks - 1) // blocks
     for b in prange(blocks):
         stop = min(n, (b + 1) * per)
-        _augment_block(out, X, rows, side, kind, params, seed, base, scratch[b], b * per, stop)
+        _augment_block(
+            out, X, rows, side, kind, params, seed, base, scratch[b], boxes, b * per, stop
+        )
 
 
 @njit(cache=True)
 def _shift(out, i, X, row, key, side, params):
     """Whole-pixel shifts copy bytes: bilinear weights of exactly 1 and 0 give the same."""
     m = int(params[0])
-    dx = int(math.floor(_draw(key, 0) * np.float32(2 * m + 1))) - m
-    dy = int(math.floor(_draw(key, 1) * np.float32(2 * m + 1))) - m
-    for y in range(side):
+    dx = int(np.floor(_draw(key, 0) * np.float32(2 * m + 1))) - m
+    dy = int(np.floor(_draw(key, 1) * np.float32(2 * m + 1))) - m
+    for y in range(side):  # one write per pixel (measured: faster than zeroing, then copying)
         for x in range(side):
             sx, sy = x - dx, y - dy
             inside = 0 <= sx < side and 0 <= sy < side
             out[i, y * side + x] = X[row, sy * side + sx] if inside else np.uint8(0)
 
 
+@njit(cache=True, inline="always")
+def _span(s0, a, lo, hi, side):
+    """The x in 0..side-1 (first, last) with lo <= s0 + a x <= hi, or a few more (first >
+    last: none). In floating point: a pixel too many only costs its exact test."""
+    if a == 0:
+        if lo <= s0 <= hi:
+            return 0, side - 1
+        return 1, 0
+    inv = 1.0 / a
+    t1, t2 = (lo - s0) * inv, (hi - s0) * inv
+    first = np.floor(max(min(t1, t2), -1.0)) - 1.0
+    last = np.floor(min(max(t1, t2), float(side))) + 1.0
+    return max(np.int64(first), 0), min(np.int64(last), side - 1)
+
+
+@njit(cache=True, inline="always")
+def _pixel(X, row, side, y, x):
+    if 0 <= x < side and 0 <= y < side:
+        return np.int64(X[row, y * side + x])
+    return np.int64(0)
+
+
 @njit(cache=True)
-def _coordinates(work, key, side, kind, params):
-    """Source coordinates of every output pixel into work[0] (x) and work[1] (y)."""
-    one, two = np.float32(1), np.float32(2)
-    c = np.float32((side - 1) / 2)
-    sx, sy = work[0], work[1]
-    if kind == 1:
+def _warp(out, i, X, row, key, side, kind, params, work, box):
+    """Affine and/or elastic: out[i] sampled from X[row] at the moved positions."""
+    a, b, ox, c, d, oy = ONE, 0, 0, 0, ONE, 0
+    first = 0
+    if kind == 1 or kind == 3:
+        one, two = np.float32(1), np.float32(2)
         t = (two * _draw(key, 0) - one) * params[0]
         s = one + (two * _draw(key, 1) - one) * params[1]
         h = (two * _draw(key, 2) - one) * params[2]
@@ -120,79 +194,97 @@ def _coordinates(work, key, side, kind, params):
         ty = (two * _draw(key, 4) - one) * params[3]
         cos = (one - t * t) / (one + t * t)
         sin = (two * t) / (one + t * t)
-        a, b = s * cos, h - s * sin
-        cc, d = s * sin, s * cos
-        for y in range(side):  # nested loops: no integer division per pixel
-            ry = np.float32(y) - c
-            for x in range(side):
-                rx = np.float32(x) - c
-                sx[y * side + x] = ((c + a * rx) + b * ry) + tx
-                sy[y * side + x] = ((c + cc * rx) + d * ry) + ty
-    else:
-        pix = side * side
-        raw_x, raw_y = work[2], work[3]
-        for p in range(pix):  # the field: x components first, then y, as in the reference
-            raw_x[p] = two * _draw(key, p) - one
-            raw_y[p] = two * _draw(key, pix + p) - one
-        alpha, radius = params[0], int(params[1])
-        _blur(sx, raw_x, side, params, radius, 1)  # along x, then along y
-        _blur(raw_x, sx, side, params, radius, side)
-        _blur(sy, raw_y, side, params, radius, 1)
-        _blur(raw_y, sy, side, params, radius, side)
-        for y in range(side):
-            for x in range(side):
-                p = y * side + x
-                sx[p] = np.float32(x) + alpha * raw_x[p]
-                sy[p] = np.float32(y) + alpha * raw_y[p]
-
-
-@njit(cache=True)
-def _blur(dst, src, side, params, radius, stride):
-    """Gaussian along one axis (stride 1: x, stride side: y), zero outside, taps from -radius.
-
-    Tap by tap over the whole image: each pixel still adds its taps in the reference's
-    order (the skipped ones would add exactly +0), and the inner loop runs along a row.
-    """
-    for p in range(side * side):
-        dst[p] = np.float32(0)
-    for k in range(-radius, radius + 1):
-        w = params[2 + abs(k)]
-        for y in range(side):
-            lo, hi = 0, side  # the x whose neighbour (x + k or y + k) is inside
-            if stride == 1:
-                lo, hi = max(0, -k), min(side, side - k)
-            elif not 0 <= y + k < side:
-                continue
-            row = y * side
-            for x in range(lo, hi):
-                dst[row + x] = dst[row + x] + w * src[row + x + k * stride]
-
-
-@njit(cache=True)
-def _bilinear(out, i, X, row, side, sx, sy):
-    one, zero, half = np.float32(1), np.float32(0), np.float32(0.5)
-    top = np.float32(255)
-    for p in range(side * side):
-        fx0, fy0 = np.floor(sx[p]), np.floor(sy[p])  # float32 floors: no libm call
-        fx, fy = sx[p] - fx0, sy[p] - fy0
-        x0, y0 = int(fx0), int(fy0)
-        if x0 < -1 or x0 >= side or y0 < -1 or y0 >= side:  # all four neighbours outside
+        a, b = _fixed(s * cos), _fixed(h - s * sin)
+        c, d = _fixed(s * sin), _fixed(s * cos)
+        centre = (side - 1) * ONE // 2
+        ox = centre + _fixed(tx) - (a + b) * (side - 1) // 2
+        oy = centre + _fixed(ty) - (c + d) * (side - 1) // 2
+        first = AFFINE_DRAWS
+    elastic = kind >= 2
+    n = params.shape[0]
+    step, points = np.int64(1), np.int64(0)
+    # work: the grid's x displacements, its y ones (at most side + 1 points a side), then a
+    # row of each (room for the cell after the last)
+    gy, rx = (side + 1) ** 2, 2 * (side + 1) ** 2
+    ry = rx + side + 2
+    if elastic:  # the grid: x displacements at work[0:], y at work[gy:]
+        step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
+        amplitude = np.int64(params[n - 1])
+        size = points * points
+        for j in range(2 * size):  # x components first, then y, as in the reference
+            k = np.int64(_draw(key, first + j) * np.float32(1 << 24))
+            work[j if j < size else gy + j - size] = ((2 * k - (1 << 24)) * amplitude) >> 24
+    unit = ONE // step  # the far point's weight grows by this per pixel
+    x_lo, x_hi, y_lo, y_hi = box[0], box[1], box[2], box[3]
+    if x_lo > x_hi:  # a blank image stays blank
+        for p in range(side * side):
             out[i, p] = 0
+        return
+    # Pixels whose footprint (x0..x0+1, y0..y0+1) misses the box read 0: sample those with
+    # x_lo - 1 <= x0 <= x_hi and y_lo - 1 <= y0 <= y_hi only.
+    lo_x, hi_x = (x_lo - 1) * ONE, (x_hi + 1) * ONE - 1
+    lo_y, hi_y = (y_lo - 1) * ONE, (y_hi + 1) * ONE - 1
+    # A box away from the border: the footprint is inside the image, no bounds checks.
+    checked = x_lo == 0 or y_lo == 0 or x_hi == side - 1 or y_hi == side - 1
+    mx, my = np.int64(0), np.int64(0)
+    for y in range(side):
+        if elastic:  # the grid interpolated to this row (y first), and its largest value
+            cy, wy = y // step, (y % step) * unit
+            mx, my = np.int64(0), np.int64(0)
+            for k in range(points):
+                up, down = cy * points + k, (cy + 1) * points + k
+                vx = (work[up] * (ONE - wy) + work[down] * wy) >> 16
+                vy = (work[gy + up] * (ONE - wy) + work[gy + down] * wy) >> 16
+                work[rx + k], work[ry + k] = vx, vy
+                mx, my = max(mx, abs(vx)), max(my, abs(vy))
+            mx, my = mx + 1, my + 1  # interpolating rounds down: at most 1 past the grid's
+        sx0, sy0 = b * y + ox, d * y + oy
+        f1, l1 = _span(sx0, a, lo_x - mx, hi_x + mx, side)
+        f2, l2 = _span(sy0, c, lo_y - my, hi_y + my, side)
+        start, last = max(f1, f2), min(l1, l2)
+        # Every pixel is written once: 0 outside the span and where the footprint is empty.
+        for x in range(side if start > last else start):
+            out[i, y * side + x] = 0
+        if start > last:
             continue
-        p00, p01, p10, p11 = zero, zero, zero, zero
-        if 0 <= y0:
-            if 0 <= x0:
-                p00 = np.float32(X[row, y0 * side + x0])
-            if x0 + 1 < side:
-                p01 = np.float32(X[row, y0 * side + x0 + 1])
-        if y0 + 1 < side:
-            if 0 <= x0:
-                p10 = np.float32(X[row, (y0 + 1) * side + x0])
-            if x0 + 1 < side:
-                p11 = np.float32(X[row, (y0 + 1) * side + x0 + 1])
-        v = ((one - fx) * (one - fy)) * p00
-        v = v + (fx * (one - fy)) * p01
-        v = v + ((one - fx) * fy) * p10
-        v = v + (fx * fy) * p11
-        v = np.floor(v + half)
-        out[i, p] = np.uint8(min(max(v, zero), top))
+        for x in range(last + 1, side):
+            out[i, y * side + x] = 0
+        sx, sy = sx0 + a * start, sy0 + c * start
+        # The field along the row, times 65536, by adding its slope within a grid cell.
+        cx, jx = start // step, start % step
+        nx = work[rx + cx] * (ONE - jx * unit) + work[rx + cx + 1] * (jx * unit)
+        ny = work[ry + cx] * (ONE - jx * unit) + work[ry + cx + 1] * (jx * unit)
+        dnx = (work[rx + cx + 1] - work[rx + cx]) * unit
+        dny = (work[ry + cx + 1] - work[ry + cx]) * unit
+        for x in range(start, last + 1):
+            px, py = sx, sy
+            sx += a
+            sy += c
+            if elastic:
+                px += nx >> 16
+                py += ny >> 16
+                nx += dnx
+                ny += dny
+                jx += 1
+                if jx == step:  # the next cell
+                    cx, jx = cx + 1, 0
+                    nx, ny = work[rx + cx] * ONE, work[ry + cx] * ONE
+                    dnx = (work[rx + cx + 1] - work[rx + cx]) * unit
+                    dny = (work[ry + cx + 1] - work[ry + cx]) * unit
+            if px < lo_x or px > hi_x or py < lo_y or py > hi_y:
+                out[i, y * side + x] = 0
+                continue
+            x0, y0 = px >> 16, py >> 16
+            fx, fy = (px >> 8) & 255, (py >> 8) & 255
+            if checked:
+                p00 = _pixel(X, row, side, y0, x0)
+                p01 = _pixel(X, row, side, y0, x0 + 1)
+                p10 = _pixel(X, row, side, y0 + 1, x0)
+                p11 = _pixel(X, row, side, y0 + 1, x0 + 1)
+            else:
+                q = y0 * side + x0
+                p00, p01 = np.int64(X[row, q]), np.int64(X[row, q + 1])
+                p10, p11 = np.int64(X[row, q + side]), np.int64(X[row, q + side + 1])
+            top = p00 * (256 - fx) + p01 * fx
+            bottom = p10 * (256 - fx) + p11 * fx
+            out[i, y * side + x] = np.uint8((top * (256 - fy) + bottom * fy + 32768) >> 16)
