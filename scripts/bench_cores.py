@@ -42,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("cores.json"))
     parser.add_argument("--quick", action="store_true", help="two small shapes, 1-2 threads")
+    parser.add_argument("--sweep-only", action="store_true", help="skip the epoch timings")
+    parser.add_argument("--per-worker", type=int, default=4, help="sweep trials per worker")
     args = parser.parse_args()
 
     import numba
@@ -67,7 +69,7 @@ def main() -> None:
 
     X, y, Xt, yt = load_mnist(download=False)
     X, Xt = X.reshape(len(X), -1), Xt.reshape(len(Xt), -1)
-    shapes = QUICK_SHAPES if args.quick else SHAPES
+    shapes = [] if args.sweep_only else QUICK_SHAPES if args.quick else SHAPES
     threads = [1, 2] if args.quick else [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= cores]
     for hidden, batch, rows in shapes:
         scale = 60_000 / rows
@@ -93,7 +95,7 @@ def main() -> None:
         for prefix, images, labels in (("train", X, y), ("t10k", Xt, yt)):
             write_idx(folder / f"{prefix}-images-idx3-ubyte", images.reshape(-1, 28, 28))
             write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8))
-        per_worker, epochs = (2, 2) if args.quick else (4, 40)
+        per_worker, epochs = (2, 2) if args.quick else (args.per_worker, 40)
         run_sweep(make_trials(grid_from({"hidden": "16,16", "epochs": 1}), [0]),
                   Path(tmp, "warm"), data_dir=str(folder), workers=1, echo=lambda line: None)  # fmt: skip
         for workers in sorted({1, 2 if args.quick else cores}):
