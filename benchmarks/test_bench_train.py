@@ -39,7 +39,7 @@ def test_train_epoch(run, benchmark, data, backend, threads):
 def test_train_epoch_numba_batch_split_forced(run, benchmark, data, monkeypatch):
     """numba's threaded path at batch 32, which train_steps does not take by itself
     (below PARALLEL_MIN_BATCH): the measurement behind that threshold."""
-    monkeypatch.setattr(kernels.numba.network, "PARALLEL_MIN_BATCH", 1)
+    monkeypatch.setattr(kernels.numba.plan, "PARALLEL_MIN_BATCH", 1)
     trainer = KernelTrainer("numba", data["X"], data["y"], len(data["X"]), threads=2)
     benchmark.group = TRAIN
     info(benchmark, "numba (batch split forced)", 2, len(data["X"]))

@@ -163,7 +163,7 @@ def test_first_layer_split_by_lanes_matches_one_thread(numba_paths, width, name)
     """A wide first layer (N_IN-width-10, our dense kernels) on two threads is split by output
     lanes
     (train_loop_lanes): exactly the arithmetic of one thread, and NumPy's to rounding."""
-    from kernels.numba import network
+    from kernels.numba import network, plan
     from kernels.numba.codes import Inputs
 
     numba_paths(False)
@@ -176,7 +176,7 @@ def test_first_layer_split_by_lanes_matches_one_thread(numba_paths, width, name)
     inputs = nb.prepare_inputs(X)
     g = network.geometry(net, 40)
     csr = Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(len(X), dtype=np.int64))
-    assert network._first_layer_leads(g, net, csr)
+    assert plan.first_layer_leads(g, net, csr)
     order = rng.permutation(len(X))
     lrs = np.full(5, 0.01 if name == "adam" else 0.1, np.float32)
     runs = []
@@ -221,7 +221,7 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
     run at every width; the 10-wide output layer on BLAS too, or on our kernels as chosen
     for real): NumPy's results to rounding, and the same floats run after run."""
     from kernels.numba import net as kn
-    from kernels.numba import network
+    from kernels.numba import network, plan
     from kernels.numba.codes import Inputs
 
     numba_paths(True)
@@ -229,7 +229,7 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
         if width < 32:
             pytest.skip("every layer would be on our kernels")
         monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 32)
-    monkeypatch.setattr(network, "SPLIT_LANES_PER_THREAD", 1)
+    monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
     net, params = problem(width, seed=13)
     X = sparse_inputs(150, width % 2 == 0, 14)
     y = np.random.default_rng(15).integers(0, 10, len(X))
@@ -239,7 +239,7 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
     inputs = nb.prepare_inputs(X)
     g = network.geometry(net, 40)
     csr = Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(len(X), dtype=np.int64))
-    assert network.plan_threads(g, net, csr, 40, 2) == ("split", 2)
+    assert plan.plan_threads(g, net, csr, 40, 2) == ("split", 2)
     runs = []
     for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
         kb = kernels.backend(backend)

@@ -22,7 +22,7 @@ from numba import types as nbtypes
 import kernels
 from kernels import ACTIVATIONS, Net, Optimizer, optimizer_state
 from kernels.layout import VALID_HEADS
-from kernels.numba import network
+from kernels.numba import plan
 
 nb = kernels.backend("numba")
 npb = kernels.backend("numpy")
@@ -141,7 +141,7 @@ def test_the_threaded_path_is_taken():
     one = train("numba", net, X, targets, params, sgd, order, 130, 1)[0]
     two = train("numba", net, X, targets, params, sgd, order, 130, 2)[0]
     assert not np.array_equal(one, two), "130-row batches at 2 threads ran on one thread"
-    assert network.PARALLEL_MIN_BATCH <= 130 < 300  # the (130, 2) cases above are threaded
+    assert plan.PARALLEL_MIN_BATCH <= 130 < 300  # the (130, 2) cases above are threaded
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -108,14 +108,14 @@ def mnist_like_inputs(n=512):
 def test_thread_plan_depends_on_the_shape_only(sizes, rows, threads, expected):
     """The loop and thread count train_steps picks: capped where more threads measured slower
     (rows a thread, lanes a thread), the same every time it is asked."""
-    from kernels.numba import network
+    from kernels.numba import network, plan
 
     net = Net(sizes, "relu", "softmax", "cross_entropy")
     g = network.geometry(net, rows)
     if expected[0] == "split" and not g.uses_blas:
         pytest.skip("SciPy (BLAS for compiled code) is not installed")
     inputs = mnist_like_inputs()
-    plans = {network.plan_threads(g, net, inputs, rows, threads) for _ in range(3)}
+    plans = {plan.plan_threads(g, net, inputs, rows, threads) for _ in range(3)}
     assert plans == {expected}
 
 
@@ -124,20 +124,20 @@ def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
     """train_loop_split (BLAS layers, every layer split by lanes) with sample weights, some
     zero: one thread's result to rounding, and the same floats run after run."""
     from kernels.numba import net as kn
-    from kernels.numba import network
+    from kernels.numba import network, plan
 
     if not kn.HAVE_BLAS:
         pytest.skip("SciPy (BLAS for compiled code) is not installed")
     network.geometry.cache_clear()
     monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1)
-    monkeypatch.setattr(network, "SPLIT_LANES_PER_THREAD", 1)
+    monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
     net = Net((784, 48, 33, 10), "relu", "softmax", "cross_entropy")
     X, y = digits_like(200, 7)
     weights = np.random.default_rng(8).random(len(X)).astype(np.float32) * 2
     weights[::7] = 0
     nb = kernels.backend("numba")
     inputs = nb.prepare_inputs(X)
-    assert network.plan_threads(network.geometry(net, 50), net, mnist_like_inputs(), 50, 2)[0] == (
+    assert plan.plan_threads(network.geometry(net, 50), net, mnist_like_inputs(), 50, 2)[0] == (
         "split")  # fmt: skip
 
     def run(threads):

@@ -8,8 +8,7 @@ weights or more) is three sgemm calls; the first layer reads its input as compre
 sparse rows (about 150 entries of an MNIST row instead of 784 columns), built once per
 fit by :func:`prepare_inputs` whatever the input dtype, and prefetched ahead of the
 shuffled order; plain SGD updates the first layer's weights in place instead of through
-a gradient buffer. Narrow networks split batches of PARALLEL_MIN_BATCH rows or more
-between threads; wide ones give their threads to BLAS. ``forward`` splits its rows
+a gradient buffer. How the threads share the work: :mod:`kernels.numba.plan`. ``forward`` splits its rows
 between Python threads running compiled code without the GIL.
 """
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from kernels.layout import LOSSES, OPTIMIZERS, Net, Optimizer
 from kernels.numba import net as kn
+from kernels.numba import plan
 from kernels.numba import work as kw
 from kernels.numba.checks import (
     batch_totals,
@@ -51,14 +51,6 @@ from kernels.numba.simd import LANES
 from kernels.numba.split import train_loop_split
 from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
 
-# Smallest batch train_steps splits between threads by rows. Measured on 2 cores (784-16-16-10,
-# MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
-# the gradient reduction eat the gain); batch 128 and 256: 25 ms vs 15 ms. 784-256-256-10
-# at batch 128: one thread 0.50 s, two 0.29-0.31 s.
-PARALLEL_MIN_BATCH = 128
-# Smallest batch whose wide first layer train_steps splits between threads by lanes. Measured
-# on 2 cores, 784-800-10: batch 32, one thread 0.62 s/epoch, two by lanes 0.41 s.
-LANES_MIN_BATCH = 16
 BLOCK = 256  # rows per pass in forward and loss_and_grads
 FORWARD_MIN_ROWS = 1024  # forward gives each thread at least this many rows (~0.15 ms)
 
@@ -282,22 +274,6 @@ def loss_and_grads(params, net: Net, X, targets):
     return float(np.float32(losses.sum(dtype=np.float32)) / np.float32(per_row)), grads
 
 
-def _first_layer_leads(g, net, inputs):
-    """Whether threads should split the first layer by lanes (train_loop_lanes) rather than
-    the batch by rows: a first layer of two WIDE blocks or more whose sparse work (entries
-    per row x width) is the larger part. Never with BLAS layers: their threads are BLAS's,
-    and BLAS threads spinning between calls while Numba's run made an epoch of
-    784-1024-1024-10 at batch 128 on 2 cores take 7.0 s, against 2.1 s with the first layer
-    on one thread and BLAS on two (3.0 s with BLAS on one)."""
-    s0 = int(g.layers[0]["stride"])
-    if g.uses_blas or s0 < 2 * kn.WIDE:
-        return False
-    starts = inputs.starts
-    per_row = (starts[-1] - starts[0]) / max(1, len(starts) - 1)
-    rest = sum(a * b for a, b in zip(net.sizes[1:], net.sizes[2:], strict=False))
-    return per_row * s0 >= rest
-
-
 def optim_constants(optimizer: Optimizer) -> Optim:
     """The optimizer as compiled code reads it (floats as float64 whatever their Python type,
     so that every run shares one compiled signature)."""
@@ -370,7 +346,7 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     totals = None if sample_weight is None else batch_totals(sample_weight, order, batch_size)
     args = (work, wc, OptState(velocity, m, v), inputs, targets, totals, batch_size, lrs,
             int(step0), g.layers, g.net, optim, losses, correct)  # fmt: skip
-    loop, threads = plan_threads(g, net, inputs, min(batch_size, len(order)), threads)
+    loop, threads = plan.plan_threads(g, net, inputs, min(batch_size, len(order)), threads)
     if threads > 1:
         numba.set_num_threads(threads)
     # BLAS on one thread inside Numba's threads (train_loop_split); all of them for train_loop
@@ -388,40 +364,3 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     for name, state in zip(names, states, strict=True):
         g.unpack(opt_state[name], state)
     return losses, correct
-
-
-# Fewest rows a thread gets when train_steps splits a batch by rows. Measured on 16 cores
-# (Intel Xeon, 784-256-256-10, batch 128, s/epoch at 1/2/4/8/16 threads): 0.92/0.97/0.89/
-# 0.98/1.46 with the gradient summed on one thread; 2 cores: one thread 0.48 s, two 0.28 s.
-ROWS_PER_THREAD = 32
-# Fewest lanes of its widest layer a thread gets in train_loop_split (one WIDE block).
-SPLIT_LANES_PER_THREAD = 64
-
-
-def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:
-    """(loop, threads it runs on) for batches of ``rows`` rows and at most ``threads`` threads.
-
-    * "split" (train_loop_split): a network with BLAS layers, every layer split by lanes,
-      at most one thread per WIDE block of its widest layer;
-    * "lanes" (train_loop_lanes): a wide first layer that is the larger part of the work,
-      at most one thread per WIDE block of it;
-    * "rows" (train_loop_threads): batches of PARALLEL_MIN_BATCH rows or more, at least
-      ROWS_PER_THREAD rows a thread;
-    * "serial" (train_loop): one thread (BLAS, where a layer uses it, with ``threads``).
-
-    Depends on the shape and ``threads`` only: the same choice, and so the same floats,
-    run after run.
-    """
-    widest = int(g.layers["stride"].max())
-    if g.uses_blas:
-        split = min(threads, widest // SPLIT_LANES_PER_THREAD)
-        return ("split", split) if split > 1 else ("serial", 1)
-    if rows >= LANES_MIN_BATCH and _first_layer_leads(g, net, inputs):
-        lanes = min(threads, -(-int(g.layers[0]["stride"]) // kn.WIDE))
-        if lanes > 1:
-            return "lanes", lanes
-    if rows >= PARALLEL_MIN_BATCH:
-        shards = min(threads, rows // ROWS_PER_THREAD)
-        if shards > 1:
-            return "rows", shards
-    return "serial", 1

@@ -1,0 +1,69 @@
+"""How ``train_steps`` of the numba backend shares a call between threads: which compiled
+loop runs and on how many threads, from the network's shape and the thread count only, so
+the same call gives the same floats run after run."""
+
+from __future__ import annotations
+
+from kernels.layout import Net
+from kernels.numba import net as kn
+
+# Smallest batch train_steps splits between threads by rows. Measured on 2 cores (784-16-16-10,
+# MNIST): batch 32 one thread 25 ms/epoch, two 26-28 ms (a parallel region per batch and
+# the gradient reduction eat the gain); batch 128 and 256: 25 ms vs 15 ms. 784-256-256-10
+# at batch 128: one thread 0.50 s, two 0.29-0.31 s.
+PARALLEL_MIN_BATCH = 128
+# Smallest batch whose wide first layer train_steps splits between threads by lanes. Measured
+# on 2 cores, 784-800-10: batch 32, one thread 0.62 s/epoch, two by lanes 0.41 s.
+LANES_MIN_BATCH = 16
+
+# Fewest rows a thread gets when train_steps splits a batch by rows. Measured on 16 cores
+# (Intel Xeon, 784-256-256-10, batch 128, s/epoch at 1/2/4/8/16 threads): 0.92/0.97/0.89/
+# 0.98/1.46 with the gradient summed on one thread; 2 cores: one thread 0.48 s, two 0.28 s.
+ROWS_PER_THREAD = 32
+# Fewest lanes of its widest layer a thread gets in train_loop_split (one WIDE block).
+SPLIT_LANES_PER_THREAD = 64
+
+
+def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:
+    """(loop, threads it runs on) for batches of ``rows`` rows and at most ``threads`` threads.
+
+    * "split" (train_loop_split): a network with BLAS layers, every layer split by lanes,
+      at most one thread per WIDE block of its widest layer;
+    * "lanes" (train_loop_lanes): a wide first layer that is the larger part of the work,
+      at most one thread per WIDE block of it;
+    * "rows" (train_loop_threads): batches of PARALLEL_MIN_BATCH rows or more, at least
+      ROWS_PER_THREAD rows a thread;
+    * "serial" (train_loop): one thread (BLAS, where a layer uses it, with ``threads``).
+
+    Depends on the shape and ``threads`` only: the same choice, and so the same floats,
+    run after run.
+    """
+    widest = int(g.layers["stride"].max())
+    if g.uses_blas:
+        split = min(threads, widest // SPLIT_LANES_PER_THREAD)
+        return ("split", split) if split > 1 else ("serial", 1)
+    if rows >= LANES_MIN_BATCH and first_layer_leads(g, net, inputs):
+        lanes = min(threads, -(-int(g.layers[0]["stride"]) // kn.WIDE))
+        if lanes > 1:
+            return "lanes", lanes
+    if rows >= PARALLEL_MIN_BATCH:
+        shards = min(threads, rows // ROWS_PER_THREAD)
+        if shards > 1:
+            return "rows", shards
+    return "serial", 1
+
+
+def first_layer_leads(g, net, inputs):
+    """Whether threads should split the first layer by lanes (train_loop_lanes) rather than
+    the batch by rows: a first layer of two WIDE blocks or more whose sparse work (entries
+    per row x width) is the larger part. Never with BLAS layers: their threads are BLAS's,
+    and BLAS threads spinning between calls while Numba's run made an epoch of
+    784-1024-1024-10 at batch 128 on 2 cores take 7.0 s, against 2.1 s with the first layer
+    on one thread and BLAS on two (3.0 s with BLAS on one)."""
+    s0 = int(g.layers[0]["stride"])
+    if g.uses_blas or s0 < 2 * kn.WIDE:
+        return False
+    starts = inputs.starts
+    per_row = (starts[-1] - starts[0]) / max(1, len(starts) - 1)
+    rest = sum(a * b for a, b in zip(net.sizes[1:], net.sizes[2:], strict=False))
+    return per_row * s0 >= rest
