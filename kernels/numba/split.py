@@ -26,7 +26,6 @@ the loops of :mod:`kernels.numba.train`.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 from kernels.numba.blas import sgemm
@@ -42,11 +41,10 @@ from kernels.numba.passes import (
     first_forward,
     net_head,
     refresh,
-    row_scratch,
     transpose_first,
 )
 from kernels.numba.simd import LANES
-from kernels.numba.train import first_layer_target, lane_cut, most_entries
+from kernels.numba.train import lane_cut, loop_start
 
 
 @njit(cache=True, inline="always")
@@ -113,15 +111,11 @@ def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, 
     """train_loop with every layer split between `shards` threads by lanes (module doc);
     BLAS must run on one thread inside them."""
     n_layers = layers.shape[0]
-    n_classes = layers[n_layers - 1].n_out
     arow = net.arow
-    n_rows = targets.order.shape[0]
-    rows = min(batch_size, n_rows)
+    n_rows, n_classes, grad, scratch, in_place, w_first, lo = loop_start(
+        work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
     pw = work.shape[0]
-    grad = np.zeros(pw, np.float32)
-    scratch = row_scratch(rows, arow, layers[0].n_in, most_entries(inputs, n_rows, batch_size))
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
-    in_place, w_first, lo = first_layer_target(work, grad, optim, layers)
     s0 = layers[0].stride
     blocks = -(-s0 // WIDE)
     for j in range(losses.shape[0]):

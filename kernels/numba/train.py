@@ -66,19 +66,28 @@ def most_entries(inputs, n_rows, block):
     return top
 
 
-@njit(cache=True, inline="always")
-def first_layer_target(work, grad, optim, layers):
-    """(in place?, where the first layer's weight gradient goes, where update() starts).
+@njit(cache=True)
+def loop_start(work, optim, layers, net, inputs, targets, batch_size):
+    """What every training loop sets up once per call: (rows in the call, classes, gradient
+    buffer, row scratch, in place?, where the first layer's weight gradient goes, where
+    update() starts).
 
     For plain SGD without weight decay the first layer's weights (work[0:layers[0].boff])
     take their gradient times -lr straight away and update() skips them. Chosen once per
     call so that the inlined rows_grad has one call site, not two copies, and `lo` is an
     int64 either way (a literal 0 argument compiles a second specialisation of update).
+    Not inlined: inlined into a parallel loop, its tuple of arrays defeats Numba's array
+    analysis of the prange bodies ("Dimension mismatch").
     """
+    n_rows = targets.order.shape[0]
+    n_classes = layers[layers.shape[0] - 1].n_out
+    grad = np.zeros(work.shape[0], np.float32)
+    scratch = row_scratch(min(batch_size, n_rows), net.arow, layers[0].n_in,
+                          most_entries(inputs, n_rows, batch_size))  # fmt: skip
     in_place = optim.kind == SGD and f32(optim.weight_decay) == ZERO
     w_first = work if in_place else grad
     lo = layers[0].boff if in_place else 0
-    return in_place, w_first, lo
+    return n_rows, n_classes, grad, scratch, in_place, w_first, lo
 
 
 @njit(cache=True, inline="always")
@@ -92,14 +101,9 @@ def train_loop(work, wc, state, inputs, targets, totals, batch_size, lrs, step0,
                optim, losses, correct):  # fmt: skip
     """Every batch, one optimizer step each (see module doc); one thread (BLAS, where a
     layer uses it, may use its own threads)."""
-    n_classes = layers[layers.shape[0] - 1].n_out
-    n_rows = targets.order.shape[0]
-    rows = min(batch_size, n_rows)
+    n_rows, n_classes, grad, scratch, in_place, w_first, lo = loop_start(
+        work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
     pw = work.shape[0]
-    grad = np.zeros(pw, np.float32)
-    scratch = row_scratch(rows, net.arow, layers[0].n_in,
-                          most_entries(inputs, n_rows, batch_size))  # fmt: skip
-    in_place, w_first, lo = first_layer_target(work, grad, optim, layers)
     for j in range(losses.shape[0]):
         r0 = j * batch_size
         n = min(batch_size, n_rows - r0)
@@ -184,15 +188,10 @@ def train_loop_lanes(work, wc, state, inputs, targets, totals, batch_size, lrs, 
     nothing is reduced and in-place SGD stays in place; the results do not depend on the
     number of threads. The other layers run on this thread (BLAS ones with BLAS's threads).
     """
-    n_classes = layers[layers.shape[0] - 1].n_out
-    n_rows = targets.order.shape[0]
-    rows = min(batch_size, n_rows)
+    n_rows, n_classes, grad, scratch, in_place, w_first, lo = loop_start(
+        work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
     pw = work.shape[0]
-    grad = np.zeros(pw, np.float32)
-    scratch = row_scratch(rows, net.arow, layers[0].n_in,
-                          most_entries(inputs, n_rows, batch_size))  # fmt: skip
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
-    in_place, w_first, lo = first_layer_target(work, grad, optim, layers)
     s0 = layers[0].stride
     blocks = -(-s0 // WIDE)
     zero = np.int64(0)
