@@ -27,6 +27,7 @@ from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
+from kernels.augment_simd import LANES, copy32, ramp16, sample16
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
 
@@ -37,9 +38,18 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 
 def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
     """Scratch for :func:`augment_rows`: per block of images (one per thread), the elastic
-    grid, its rows and the grid cell and weight of each coordinate. One block: a plain
-    loop on the calling thread."""
-    return np.zeros((blocks, 2 * (side + 1) ** 2 + 2 * (side + 2)), np.int64)
+    grid, then (as int32 and uint8 views) the field along a row, each column's grid cell
+    and weight, the grid interpolated to a row, the padded copy of the image being sampled,
+    and the sampling box. One block: a plain loop on the calling thread."""
+    return np.zeros((blocks, sum(_scratch_words(side))), np.int64)
+
+
+@njit(cache=True)
+def _scratch_words(side):
+    """int64 words of: the grid, the field along a row, the columns' cells and weights,
+    the grid along a row (int32, two of each), the padded image, the box."""
+    padded = ((side + 2) ** 2 + 4 + 7) // 8  # uint8, 2 bytes of slack for the gathers
+    return 2 * (side + 1) ** 2, side + LANES, side + LANES, side + 2, padded, 4
 
 
 def bounding_boxes(X: np.ndarray, side: int) -> np.ndarray:
@@ -117,13 +127,35 @@ def _fixed(v):
 @njit(cache=True, nogil=True)
 def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, start, stop):
     """Images start..stop-1, one after another, with one block's scratch."""
+    grid, field, table, along, padded, limits = _views(work, side)
+    if kind == 1:  # no elastic field: the kernel adds zeros to the affine positions
+        field[:] = 0
+    elif kind >= 2:  # each column's grid cell, and the far point's weight x columns into one
+        n = params.shape[0]
+        step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
+        half = table.shape[0] // 2
+        for x in range(half):
+            cell = min(x // step, points - 2)
+            table[x], table[half + x] = cell, x * (ONE // step)
     for i in range(start, stop):
         row = rows[i]
         key = _mix(seed + (base + np.uint64(row) + np.uint64(1)) * GOLDEN)
         if kind == 0:
             _shift(out, i, X, row, key, side, params)
         else:
-            _warp(out, i, X, row, key, side, kind, params, work, boxes[row])
+            _warp(out, i, X, row, key, side, kind, params, boxes[row], grid, field, table,
+                  along, padded, limits)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _views(work, side):
+    """One block's scratch (:func:`scratch_for`), cut into its parts."""
+    a, b, c, d, e, _ = _scratch_words(side)
+    grid, field = work[:a], work[a : a + b].view(np.int32)
+    table = work[a + b : a + b + c].view(np.int32)
+    along = work[a + b + c : a + b + c + d].view(np.int32)
+    padded = work[a + b + c + d : a + b + c + d + e].view(np.uint8)
+    return grid, field, table, along, padded, work[a + b + c + d + e :]
 
 
 @njit(cache=True, nogil=True)
@@ -173,15 +205,9 @@ def _span(s0, a, lo, hi, side):
     return max(np.int64(first), 0), min(np.int64(last), side - 1)
 
 
-@njit(cache=True, inline="always")
-def _pixel(X, row, side, y, x):
-    if 0 <= x < side and 0 <= y < side:
-        return np.int64(X[row, y * side + x])
-    return np.int64(0)
-
-
 @njit(cache=True)
-def _warp(out, i, X, row, key, side, kind, params, work, box):
+def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, along, padded,
+          limits):  # fmt: skip
     """Affine and/or elastic: out[i] sampled from X[row] at the moved positions."""
     a, b, ox, c, d, oy = ONE, 0, 0, 0, ONE, 0
     first = 0
@@ -203,10 +229,9 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
     elastic = kind >= 2
     n = params.shape[0]
     step, points = np.int64(1), np.int64(0)
-    # work: the grid's x displacements, its y ones (at most side + 1 points a side), then a
-    # row of each (room for the cell after the last)
-    gy, rx = (side + 1) ** 2, 2 * (side + 1) ** 2
-    ry = rx + side + 2
+    # work: the grid's x displacements, its y ones (at most side + 1 points a side); along:
+    # the grid interpolated to a row, x then y
+    gy, ry = (side + 1) ** 2, along.shape[0] // 2
     if elastic:  # the grid: x displacements at work[0:], y at work[gy:]
         step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         amplitude = np.int64(params[n - 1])
@@ -216,75 +241,59 @@ def _warp(out, i, X, row, key, side, kind, params, work, box):
             work[j if j < size else gy + j - size] = ((2 * k - (1 << 24)) * amplitude) >> 24
     unit = ONE // step  # the far point's weight grows by this per pixel
     x_lo, x_hi, y_lo, y_hi = box[0], box[1], box[2], box[3]
+    image, source = out[i], X[row]  # flat views: loops LLVM turns into memset and copies
+    for p in range(side * side):  # 0 outside the spans sampled below
+        image[p] = 0
     if x_lo > x_hi:  # a blank image stays blank
-        for p in range(side * side):
-            out[i, p] = 0
         return
+    # The padded copy the samples gather from: a border of zeros (never written) around
+    # the rows whose pixels a footprint inside the box can touch.
+    width = side + 2
+    for y in range(max(y_lo - 1, 0), min(y_hi + 2, side)):
+        to, at = (y + 1) * width + 1, y * side
+        for x in range(0, side, 32):
+            copy32(padded, to + x, source, at + x, min(32, side - x))
     # Pixels whose footprint (x0..x0+1, y0..y0+1) misses the box read 0: sample those with
     # x_lo - 1 <= x0 <= x_hi and y_lo - 1 <= y0 <= y_hi only.
     lo_x, hi_x = (x_lo - 1) * ONE, (x_hi + 1) * ONE - 1
     lo_y, hi_y = (y_lo - 1) * ONE, (y_hi + 1) * ONE - 1
-    # A box away from the border: the footprint is inside the image, no bounds checks.
-    checked = x_lo == 0 or y_lo == 0 or x_hi == side - 1 or y_hi == side - 1
+    limits[0], limits[1], limits[2], limits[3] = lo_x, hi_x, lo_y, hi_y
+    # the elastic field along a row (zeros when there is none), int32
+    xs, ys = field[: side + LANES], field[side + LANES :]
     mx, my = np.int64(0), np.int64(0)
+    cy, jy = 0, 0
+    weights = table[table.shape[0] // 2 :]
     for y in range(side):
         if elastic:  # the grid interpolated to this row (y first), and its largest value
-            cy, wy = y // step, (y % step) * unit
+            wy = jy * unit
             mx, my = np.int64(0), np.int64(0)
             for k in range(points):
                 up, down = cy * points + k, (cy + 1) * points + k
                 vx = (work[up] * (ONE - wy) + work[down] * wy) >> 16
                 vy = (work[gy + up] * (ONE - wy) + work[gy + down] * wy) >> 16
-                work[rx + k], work[ry + k] = vx, vy
+                along[k], along[ry + k] = vx, vy
                 mx, my = max(mx, abs(vx)), max(my, abs(vy))
             mx, my = mx + 1, my + 1  # interpolating rounds down: at most 1 past the grid's
+            jy += 1
+            if jy == step:  # the next row of cells (counted: a division a row cost 0.15 us)
+                cy, jy = cy + 1, 0
         sx0, sy0 = b * y + ox, d * y + oy
         f1, l1 = _span(sx0, a, lo_x - mx, hi_x + mx, side)
         f2, l2 = _span(sy0, c, lo_y - my, hi_y + my, side)
         start, last = max(f1, f2), min(l1, l2)
-        # Every pixel is written once: 0 outside the span and where the footprint is empty.
-        for x in range(side if start > last else start):
-            out[i, y * side + x] = 0
         if start > last:
             continue
-        for x in range(last + 1, side):
-            out[i, y * side + x] = 0
-        sx, sy = sx0 + a * start, sy0 + c * start
-        # The field along the row, times 65536, by adding its slope within a grid cell.
-        cx, jx = start // step, start % step
-        nx = work[rx + cx] * (ONE - jx * unit) + work[rx + cx + 1] * (jx * unit)
-        ny = work[ry + cx] * (ONE - jx * unit) + work[ry + cx + 1] * (jx * unit)
-        dnx = (work[rx + cx + 1] - work[rx + cx]) * unit
-        dny = (work[ry + cx + 1] - work[ry + cx]) * unit
-        for x in range(start, last + 1):
-            px, py = sx, sy
-            sx += a
-            sy += c
-            if elastic:
-                px += nx >> 16
-                py += ny >> 16
-                nx += dnx
-                ny += dny
-                jx += 1
-                if jx == step:  # the next cell
-                    cx, jx = cx + 1, 0
-                    nx, ny = work[rx + cx] * ONE, work[ry + cx] * ONE
-                    dnx = (work[rx + cx + 1] - work[rx + cx]) * unit
-                    dny = (work[ry + cx + 1] - work[ry + cx]) * unit
-            if px < lo_x or px > hi_x or py < lo_y or py > hi_y:
-                out[i, y * side + x] = 0
-                continue
-            x0, y0 = px >> 16, py >> 16
-            fx, fy = (px >> 8) & 255, (py >> 8) & 255
-            if checked:
-                p00 = _pixel(X, row, side, y0, x0)
-                p01 = _pixel(X, row, side, y0, x0 + 1)
-                p10 = _pixel(X, row, side, y0 + 1, x0)
-                p11 = _pixel(X, row, side, y0 + 1, x0 + 1)
-            else:
-                q = y0 * side + x0
-                p00, p01 = np.int64(X[row, q]), np.int64(X[row, q + 1])
-                p10, p11 = np.int64(X[row, q + side]), np.int64(X[row, q + side + 1])
-            top = p00 * (256 - fx) + p01 * fx
-            bottom = p10 * (256 - fx) + p11 * fx
-            out[i, y * side + x] = np.uint8((top * (256 - fy) + bottom * fy + 32768) >> 16)
+        if elastic:  # the field along the row: a grid cell at a time, 16 columns a step
+            for cx in range(table[start], table[last] + 1):
+                left_x, left_y = np.int64(along[cx]), np.int64(along[ry + cx])
+                slope_x, slope_y = along[cx + 1] - left_x, along[ry + cx + 1] - left_y
+                x0 = cx * step
+                for j in range(x0, x0 + min(step, last + 1 - x0), LANES):
+                    ramp16(xs, j, left_x, slope_x, weights, j - x0)
+                    ramp16(ys, j, left_y, slope_y, weights, j - x0)
+        # 16 pixels a step (lanes past the span: not stored), each gathered and weighed as
+        # the reference's _bilinear does, 0 outside the box
+        o = (i * side + y) * side
+        for x in range(start, last + 1, LANES):
+            count = min(LANES, last + 1 - x)
+            sample16(out, o + x, padded, width, sx0, a, sy0, c, xs, ys, x, limits, count)
