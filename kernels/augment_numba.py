@@ -27,7 +27,7 @@ from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
-from kernels.augment_simd import LANES, copy32, ramp16, sample16
+from kernels.augment_simd import LANES, pair32, ramp16, sample16
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
 
@@ -48,7 +48,7 @@ def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
 def _scratch_words(side):
     """int64 words of: the grid, the field along a row, the columns' cells and weights,
     the grid along a row (int32, two of each), the padded image, the box."""
-    padded = ((side + 2) ** 2 + 4 + 7) // 8  # uint8, 2 bytes of slack for the gathers
+    padded = (2 * (side + 2) ** 2 + 7) // 8  # uint8: pairs of rows, interleaved
     return 2 * (side + 1) ** 2, side + LANES, side + LANES, side + 2, padded, 4
 
 
@@ -246,13 +246,17 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
         image[p] = 0
     if x_lo > x_hi:  # a blank image stays blank
         return
-    # The padded copy the samples gather from: a border of zeros (never written) around
-    # the rows whose pixels a footprint inside the box can touch.
-    width = side + 2
-    for y in range(max(y_lo - 1, 0), min(y_hi + 2, side)):
-        to, at = (y + 1) * width + 1, y * side
+    # What the samples gather from: the image with a border of zeros, its rows r and r + 1
+    # interleaved as row r (pixel (x, y) of the image at padded (x + 1, y + 1)), for the
+    # rows a footprint inside the box can touch. Columns 0 and side + 1 stay 0.
+    width = 2 * (side + 2)  # bytes a row of pairs
+    for r in range(y_lo, y_hi + 2):  # padded rows r and r + 1: image rows r - 1 and r
+        up = side if r >= 1 else 0  # an image row, or none
+        down = side if r < side else 0
         for x in range(0, side, 32):
-            copy32(padded, to + x, source, at + x, min(32, side - x))
+            count = min(32, side - x)
+            pair32(padded, r * width + 2 * (x + 1), source, max(r - 1, 0) * side + x,
+                   min(up, count), min(r, side - 1) * side + x, min(down, count), count)  # fmt: skip
     # Pixels whose footprint (x0..x0+1, y0..y0+1) misses the box read 0: sample those with
     # x_lo - 1 <= x0 <= x_hi and y_lo - 1 <= y0 <= y_hi only.
     lo_x, hi_x = (x_lo - 1) * ONE, (x_hi + 1) * ONE - 1

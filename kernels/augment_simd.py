@@ -99,7 +99,7 @@ def sample16(typingctx, out, o, image, width, sx, a, sy, c, ex, ey, j, box, coun
         y0 = builder.add(builder.ashr(ys, _const(16)), _const(1))
         fx = builder.and_(builder.ashr(xs, _const(8)), _const(255))
         fy = builder.and_(builder.ashr(ys, _const(8)), _const(255))
-        offset = builder.add(builder.mul(y0, _splat(builder, width, _V32)), x0)
+        offset = builder.add(builder.mul(y0, _splat(builder, width, _V32)), builder.shl(x0, _const(1)))
         ptrs = ir.VectorType(ir.PointerType(), LANES)
         gather = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(_V32, [ptrs, _I32, _VMASK, _V32]),
@@ -113,13 +113,11 @@ def sample16(typingctx, out, o, image, width, sx, a, sy, c, ex, ey, j, box, coun
             return gep
 
         zero = _const(0)
-        upper, lower = (
-            builder.call(gather, [lanes_at(p), ir.Constant(_I32, 1), inside, zero])
-            for p in (offset, builder.add(offset, _splat(builder, width, _V32)))
-        )  # fmt: skip
+        quad = builder.call(gather, [lanes_at(offset), ir.Constant(_I32, 1), inside, zero])
         byte = _const(255)
-        p00, p01 = builder.and_(upper, byte), builder.and_(builder.lshr(upper, _const(8)), byte)
-        p10, p11 = builder.and_(lower, byte), builder.and_(builder.lshr(lower, _const(8)), byte)
+        p00, p10 = builder.and_(quad, byte), builder.and_(builder.lshr(quad, _const(8)), byte)
+        p01 = builder.and_(builder.lshr(quad, _const(16)), byte)
+        p11 = builder.lshr(quad, _const(24))
         gx, gy = builder.sub(_const(256), fx), builder.sub(_const(256), fy)
         top = builder.add(builder.mul(p00, gx), builder.mul(p01, fx))
         bottom = builder.add(builder.mul(p10, gx), builder.mul(p11, fx))
@@ -217,3 +215,61 @@ def ramp16(typingctx, out, o, left, slope, weights, w):
         return context.get_dummy_value()
 
     return types.none(out, o, left, slope, weights, w), codegen
+
+
+@intrinsic
+def pair32(typingctx, dst, d, src, up, n_up, down, n_down, count):
+    """Interleave two image rows, up to 32 bytes each: ``dst[d + 2k] = src[up + k]`` (or 0
+    for k >= n_up), ``dst[d + 2k + 1] = src[down + k]`` (or 0 for k >= n_down), k < count.
+
+    So one 32-bit gather at ``dst[d + 2k]`` reads a bilinear footprint: pixels k and k + 1
+    of the upper row, and of the lower. Masked loads (no byte read past n_up, n_down) and a
+    masked store; dst, src: flat uint8, C order.
+    """
+    ints = (d, up, n_up, down, n_down, count)
+    if not (
+        _flat_c(dst, types.uint8) and dst.ndim == 1 and _flat_c(src, types.uint8)
+        and src.ndim == 1 and all(isinstance(t, types.Integer) for t in ints)
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        dst_t, d_t, src_t, up_t, n_up_t, down_t, n_down_t, count_t = sig.args
+        a_dst, a_d, a_src, a_up, a_n_up, a_down, a_n_down, a_count = args
+        wide = 2 * LANES
+
+        def at(ty, arr, i, ity):
+            data = context.make_array(ty)(context, builder, arr).data
+            return builder.gep(data, [context.cast(builder, i, ity, types.intp)], inbounds=True)
+
+        def first(n, nty, lanes):  # the mask of lanes < n
+            v32 = ir.VectorType(_I32, lanes)
+            n = builder.trunc(context.cast(builder, n, nty, types.intp), _I32)
+            one = builder.insert_element(ir.Constant(v32, None), n, ir.Constant(_I32, 0))
+            limit = builder.shuffle_vector(one, one, ir.Constant(v32, None))
+            return builder.icmp_signed("<", ir.Constant(v32, list(range(lanes))), limit)
+
+        v8, v16 = ir.VectorType(_I8, wide), ir.VectorType(_I8, 2 * wide)
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v8, [ir.PointerType(), _I32, ir.VectorType(_I1, wide), v8]),
+            "llvm.masked.load.v32i8.p0",
+        )  # fmt: skip
+        upper, lower = (
+            builder.call(load, [at(src_t, a_src, a, t), ir.Constant(_I32, 1), first(n, nt, wide),
+                                ir.Constant(v8, [0] * wide)])
+            for a, t, n, nt in ((a_up, up_t, a_n_up, n_up_t), (a_down, down_t, a_n_down, n_down_t))
+        )  # fmt: skip
+        order = [k // 2 + (k % 2) * wide for k in range(2 * wide)]
+        pairs = builder.shuffle_vector(upper, lower, ir.Constant(ir.VectorType(_I32, 2 * wide), order))
+        store = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [v16, ir.PointerType(), _I32, ir.VectorType(_I1, 2 * wide)]),
+            "llvm.masked.store.v64i8.p0",
+        )  # fmt: skip
+        count = builder.mul(context.cast(builder, a_count, count_t, types.intp),
+                            ir.Constant(context.get_value_type(types.intp), 2))  # fmt: skip
+        keep = first(count, types.intp, 2 * wide)
+        builder.call(store, [pairs, at(dst_t, a_dst, a_d, d_t), ir.Constant(_I32, 1), keep])
+        return context.get_dummy_value()
+
+    return types.none(dst, d, src, up, n_up, down, n_down, count), codegen
