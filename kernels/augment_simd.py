@@ -273,3 +273,29 @@ def pair32(typingctx, dst, d, src, up, n_up, down, n_down, count):
         return context.get_dummy_value()
 
     return types.none(dst, d, src, up, n_up, down, n_down, count), codegen
+
+
+@intrinsic
+def prefetch(typingctx, X, r, col):
+    """Hint the CPU to start loading the cache line of X[r, col] (2-D, C order) for reading:
+    the next images of a chunk are scattered over the data set, out of the caches."""
+    if not (
+        isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C"
+        and isinstance(r, types.Integer) and isinstance(col, types.Integer)
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        xa = context.make_array(sig.args[0])(context, builder, args[0])
+        r = context.cast(builder, args[1], sig.args[1], types.intp)
+        col = context.cast(builder, args[2], sig.args[2], types.intp)
+        ncols = builder.extract_value(xa.shape, 1)
+        ptr = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), col)], inbounds=True)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.PointerType(), _I32, _I32, _I32]),
+            "llvm.prefetch.p0",
+        )  # fmt: skip
+        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(X, r, col), codegen
