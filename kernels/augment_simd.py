@@ -99,7 +99,9 @@ def sample16(typingctx, out, o, image, width, sx, a, sy, c, ex, ey, j, box, coun
         y0 = builder.add(builder.ashr(ys, _const(16)), _const(1))
         fx = builder.and_(builder.ashr(xs, _const(8)), _const(255))
         fy = builder.and_(builder.ashr(ys, _const(8)), _const(255))
-        offset = builder.add(builder.mul(y0, _splat(builder, width, _V32)), builder.shl(x0, _const(1)))
+        offset = builder.add(
+            builder.mul(y0, _splat(builder, width, _V32)), builder.shl(x0, _const(1))
+        )
         ptrs = ir.VectorType(ir.PointerType(), LANES)
         gather = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(_V32, [ptrs, _I32, _VMASK, _V32]),
@@ -260,7 +262,9 @@ def pair32(typingctx, dst, d, src, up, n_up, down, n_down, count):
             for a, t, n, nt in ((a_up, up_t, a_n_up, n_up_t), (a_down, down_t, a_n_down, n_down_t))
         )  # fmt: skip
         order = [k // 2 + (k % 2) * wide for k in range(2 * wide)]
-        pairs = builder.shuffle_vector(upper, lower, ir.Constant(ir.VectorType(_I32, 2 * wide), order))
+        pairs = builder.shuffle_vector(
+            upper, lower, ir.Constant(ir.VectorType(_I32, 2 * wide), order)
+        )
         store = cgutils.get_or_insert_function(
             builder.module,
             ir.FunctionType(ir.VoidType(), [v16, ir.PointerType(), _I32, ir.VectorType(_I1, 2 * wide)]),
