@@ -3,8 +3,10 @@
 Same stream, same integer arithmetic, so the same bytes as the reference
 (tests/test_augment.py checks it), with less work per image:
 
-- positions step along an output row by adding the affine map's column (exact in fixed
-  point), instead of a matrix product per pixel;
+- 16 output pixels of a row at a time (:mod:`kernels.augment_simd`): their positions
+  are the row's start plus multiples of the affine map's column (exact in fixed point),
+  and each pixel's four source bytes are one 32-bit gather from a copy of the image with
+  rows r and r + 1 interleaved;
 - only output pixels that can see ink are sampled. The bounding box of each image's
   non-zero pixels is found once per fit (:func:`bounding_boxes`); a pixel whose bilinear
   footprint lies outside it is 0. Along each output row the affine part of the position
@@ -12,7 +14,11 @@ Same stream, same integer arithmetic, so the same bytes as the reference
   displacement) is solved for in integers, and the pixels outside it are left at 0.
   MNIST digits fill about a third of the image.
 - the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images,
-  and is interpolated along a row by adding its slope.
+  and is interpolated along a row 16 columns of a grid cell at a time;
+- the next images' bytes are prefetched: a chunk's rows are scattered over the data set.
+
+Per image on real MNIST (CPU time, rows scattered over the data set): shift 0.16 us,
+affine 0.75 us, elastic 1.7 us (before the vectors: 0.5, 2.4 and 3.9 us).
 
 Images are split into one contiguous block per thread; each block owns its output rows
 and its slice of the scratch buffer, so no thread writes where another does and nothing is
@@ -40,15 +46,15 @@ AHEAD = 2  # images: how far ahead their bytes are fetched into the cache
 def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
     """Scratch for :func:`augment_rows`: per block of images (one per thread), the elastic
     grid, then (as int32 and uint8 views) the field along a row, each column's grid cell
-    and weight, the grid interpolated to a row, the padded copy of the image being sampled,
-    and the sampling box. One block: a plain loop on the calling thread."""
+    and weight, the grid interpolated to a row, the image being sampled (padded, rows
+    paired) and the sampling box. One block: a plain loop on the calling thread."""
     return np.zeros((blocks, sum(_scratch_words(side))), np.int64)
 
 
 @njit(cache=True)
 def _scratch_words(side):
     """int64 words of: the grid, the field along a row, the columns' cells and weights,
-    the grid along a row (int32, two of each), the padded image, the box."""
+    the grid along a row (int32, two of each), the padded image's pairs of rows, the box."""
     padded = (2 * (side + 2) ** 2 + 7) // 8  # uint8: pairs of rows, interleaved
     return 2 * (side + 1) ** 2, side + LANES, side + LANES, side + 2, padded, 4
 
@@ -247,7 +253,7 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
             work[j if j < size else gy + j - size] = ((2 * k - (1 << 24)) * amplitude) >> 24
     unit = ONE // step  # the far point's weight grows by this per pixel
     x_lo, x_hi, y_lo, y_hi = box[0], box[1], box[2], box[3]
-    image, source = out[i], X[row]  # flat views: loops LLVM turns into memset and copies
+    image, source = out[i], X[row]  # flat views (the loop below becomes a memset)
     for p in range(side * side):  # 0 outside the spans sampled below
         image[p] = 0
     if x_lo > x_hi:  # a blank image stays blank

@@ -1,16 +1,20 @@
-"""Sixteen bilinear samples at once, for :mod:`kernels.augment_numba`: the gather ``@njit``
-cannot spell.
+"""Sixteen bilinear samples at once, and the other vector steps of
+:mod:`kernels.augment_numba`: the gathers and masked loads ``@njit`` cannot spell.
 
-One call reads the 16.16 fixed-point positions of 16 output pixels and writes their
-bytes, with the arithmetic of :func:`kernels.augment_reference._bilinear` (weights in
-1/256, rounded half up) in 32-bit lanes, where every intermediate fits. Each pixel's four
-source bytes come from two 32-bit gathers (``llvm.masked.gather``: ``vpgatherdd`` on
-AVX-512 and AVX2, scalar loads elsewhere): one at the footprint's top left byte, whose
-low two bytes are the top pair, one a row below. So the source is a padded copy of the
-image, a row and column of zeros on each side and 2 bytes of slack at the end, and a lane
-is only gathered when its position lies in the box whose footprints can see ink (the
-others are 0, as the reference's sample of zeros is). The lanes stored are the first
-``count`` (``llvm.masked.store``), so a row's last vector never writes past the row.
+:func:`sample16` reads the 16.16 fixed-point positions of 16 output pixels of a row and
+writes their bytes, with the arithmetic of :func:`kernels.augment_reference._bilinear`
+(weights in 1/256, rounded half up) in 32-bit lanes, where every intermediate fits. A
+pixel's four source bytes are one 32-bit gather (``llvm.masked.gather``: ``vpgatherdd``
+on AVX-512 and AVX2, scalar loads elsewhere) from a copy of the image with a border of
+zeros whose rows r and r + 1 are interleaved (:func:`pair32`): the top pair and the bottom
+pair of the footprint are 4 consecutive bytes. A lane is gathered only when its position
+lies in the box whose footprints can see ink (the others are 0, as the reference's sample
+of zeros is), and only the first ``count`` lanes are stored (``llvm.masked.store``), so a
+row's last vector never writes past the row. :func:`ramp16` is 16 columns of the elastic
+field; :func:`prefetch` fetches the next images.
+
+Measured (affine, per image, CPU): two gathers a pixel (a row and the row below)
+1.0 us, one from the paired rows 0.73 us.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ def sample16(typingctx, out, o, image, width, sx, a, sy, c, ex, ey, j, box, coun
     """``out.flat[o + k] = bilinear(image, px, py)`` for k < ``count`` (<= 16), at
     ``px = sx + a (j + k) + ex[j + k]``, ``py = sy + c (j + k) + ey[j + k]``.
 
-    out: uint8, C order (any shape); image: flat uint8, the padded copy, ``width`` bytes a
-    row, pixel (x, y) at ``(y + 1) * width + x + 1``; positions in 16.16 (each term and
+    out: uint8, C order (any shape); image: flat uint8, the paired rows (:func:`pair32`),
+    ``width`` bytes a row, pixel (x, y) at ``(y + 1) * width + 2 (x + 1)`` and pixel
+    (x, y + 1) the byte after it; positions in 16.16 (each term and
     the sum within int32); ex, ey: flat int32, 16 readable from ``j`` (the elastic field
     along the row, or zeros); box: flat int64 ``(lo_x, hi_x, lo_y, hi_y)`` in 16.16: a
     lane outside it is 0.
