@@ -66,6 +66,7 @@ class Distorter:
                 f"{inputs.dtype} rows of {n_features} features"
             )
         self.background = None
+        inputs = np.ascontiguousarray(inputs)  # (the kernels read rows as flat vectors)
         if backend == "numba":
             from kernels import augment_numba  # compiled on first use only
 

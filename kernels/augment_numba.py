@@ -86,6 +86,9 @@ def augment_rows(
     ``boxes``: :func:`bounding_boxes` of X (computed here when not given: pass it when
     calling again on the same X).
     """
+    for name, array in (("out", out), ("X", X)):
+        if not (array.ndim == 2 and array.flags.c_contiguous and array.dtype == np.uint8):
+            raise ValueError(f"augment_rows needs {name} as a C-contiguous 2-D uint8 array")
     if scratch is None:
         scratch = scratch_for(side)
     if boxes is None:

@@ -129,6 +129,17 @@ def _noise(n, side):
     return np.random.default_rng(side).integers(0, 256, (n, side * side)).astype(np.uint8)
 
 
+def test_non_contiguous_arrays_are_refused_in_one_line():
+    X = mnist_like(8)
+    out = np.zeros((4, 784), np.uint8)
+    with pytest.raises(ValueError, match="needs X as a C-contiguous 2-D uint8 array"):
+        augment_numba.augment_rows(out, X[::2], np.arange(4), 28, 1, augment_params("affine"), 0, 0)
+    with pytest.raises(ValueError, match="needs out as a C-contiguous"):
+        augment_numba.augment_rows(
+            np.zeros((784, 4), np.uint8).T, X, np.arange(4), 28, 1, augment_params("affine"), 0, 0
+        )
+
+
 def test_one_scratch_for_every_kind_in_turn():
     """The scratch holds the last image's field, grid and pairs of rows: none may leak into
     the next call, whatever its kind."""
