@@ -1,5 +1,6 @@
-"""The numba backend's inference path (kernels/numba/evaluate.py): its first layer two rows
-at a time, its threads, and the NaN / infinity check riding on the gather of float inputs."""
+"""The numba backend's inference path (kernels/numba/evaluate.py): its first layer over the
+outputs' lanes only, its threads, and the NaN / infinity check riding on the gather of
+float inputs."""
 
 from __future__ import annotations
 
@@ -80,35 +81,6 @@ def test_forward_matches_numpy_and_repeats_across_threads(small_blocks, threads,
     for kind in ("uint8", "float32", "prepared"):
         np.testing.assert_array_equal(runs[kind, 1], runs[kind, 2])
     np.testing.assert_array_equal(runs["uint8", 1], runs["prepared", 1])
-
-
-@pytest.mark.parametrize("lanes", [16, 48, 64, 80, 128, 272])
-@pytest.mark.parametrize("n", [1, 2, 7])
-def test_first_rows_is_sparse_forward_bit_for_bit(lanes, n):
-    """Two rows at a time adds each lane's entries in the order training's forward does."""
-    from kernels.numba.evaluate import first_rows
-    from kernels.numba.net import sparse_forward
-    from kernels.numba.work import sparse_rows
-
-    rng = np.random.default_rng(lanes + n)
-    X = inputs(n + 3, 40, lanes)
-    X[1, :3] = 0
-    X[1, 3:] = 0  # row 1 (of the block starting at row 1) empty, row 2 long
-    X[2] = rng.integers(1, 256, 40)
-    rows = np.arange(len(X), dtype=np.int64)
-    cols, vals, starts = sparse_rows(X, rows, np.float32(1 / 255))
-    wt = rng.standard_normal(40 * lanes + 5).astype(np.float32)
-    bias = rng.standard_normal(lanes + 3).astype(np.float32)
-    arow, o0 = lanes + 32, 16
-    ours, theirs = (np.full(n * arow + 16, np.nan, np.float32) for _ in range(2))
-    first_rows(ours, o0, arow, n, cols, vals, starts, rows, 1, wt, 5, bias, 3, lanes, lanes)
-    sparse_forward(theirs, o0, arow, n, cols, vals, starts, rows, 1, wt, 5, bias, 3, lanes,
-                   0, lanes)  # fmt: skip
-    np.testing.assert_array_equal(ours, theirs)
-    dense = X[1 : n + 1] / np.float32(255)
-    expect = dense @ wt[5:].reshape(40, lanes) + bias[3 : 3 + lanes]
-    got = ours[: n * arow].reshape(n, arow)[:, o0 : o0 + lanes]
-    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -11,11 +11,11 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.numba.codes import SOFTMAX, Inputs
-from kernels.numba.heads import activation_forward, softmax
-from kernels.numba.memory import at, vload, vstore
-from kernels.numba.net import ONE, WIDE, ZERO, dense_forward, sparse_forward
-from kernels.numba.passes import PRANGE_ONLY, row_scratch, rows_grad, scales
-from kernels.numba.simd import LANES, fma, vadd, vmul, vsplat, vsum, vzero
+from kernels.numba.heads import softmax
+from kernels.numba.memory import vload
+from kernels.numba.net import ONE, ZERO
+from kernels.numba.passes import PRANGE_ONLY, net_forward, row_scratch, rows_grad, scales
+from kernels.numba.simd import LANES, vadd, vmul, vsum, vzero
 from kernels.numba.work import gather_rows
 
 
@@ -31,102 +31,13 @@ def outputs(out, start, n, pre, post, lse, layers, net):
             out[start + b, c] = post[b * arow + o0 + c]
 
 
-@njit(cache=True)
-def first_rows(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s, m):
-    """Inference's first layer: out[b] = bias + sum_k vals[k] * wt[cols[k]] over row b's
-    entries (batch row b is CSR row rowmap[r0 + b]), lanes 0..m-1 (m: the outputs rounded
-    up to 16 lanes; the lanes m..s-1 that keep weight rows off multiples of 1 KB are zero
-    and nothing reads them, so they are not computed: at 256 wide, a fifth of the work).
-
-    As :func:`~kernels.numba.net.sparse_forward`, WIDE lanes at a time for every row, but
-    two rows at once: eight independent add chains instead of four, so the multiply-adds
-    wait less on each other (784-256-10 on one core: ~10% less time). Each lane adds its
-    row's entries in the same order as training's forward: the same outputs, bit for bit.
-    The last s % WIDE lanes go to sparse_forward's 16-lane loop. No prefetching: inference
-    reads the rows in order.
-    """
-    wide = m - m % WIDE
-    for q in range(0, wide, WIDE):
-        b = 0
-        while b < n:
-            two = b + 1 < n
-            ra = rowmap[r0 + b]
-            rb = rowmap[r0 + b + 1] if two else ra
-            ka, ka1 = starts[ra], starts[ra + 1]
-            kb, kb1 = (starts[rb], starts[rb + 1]) if two else (ka1, ka1)
-            a0 = vload(bias, b0 + q)
-            a1 = vload(bias, b0 + q + 16)
-            a2 = vload(bias, b0 + q + 32)
-            a3 = vload(bias, b0 + q + 48)
-            c0, c1, c2, c3 = a0, a1, a2, a3
-            base = w0 + q
-            both = min(ka1 - ka, kb1 - kb)  # entries both rows have
-            for j in range(both):
-                x = vsplat(at(vals, ka + j))
-                row = base + at(cols, ka + j) * s
-                y = vsplat(at(vals, kb + j))
-                roy = base + at(cols, kb + j) * s
-                a0 = fma(x, vload(wt, row), a0)
-                a1 = fma(x, vload(wt, row + 16), a1)
-                a2 = fma(x, vload(wt, row + 32), a2)
-                a3 = fma(x, vload(wt, row + 48), a3)
-                c0 = fma(y, vload(wt, roy), c0)
-                c1 = fma(y, vload(wt, roy + 16), c1)
-                c2 = fma(y, vload(wt, roy + 32), c2)
-                c3 = fma(y, vload(wt, roy + 48), c3)
-            for k in range(ka + both, ka1):
-                x = vsplat(at(vals, k))
-                row = base + at(cols, k) * s
-                a0 = fma(x, vload(wt, row), a0)
-                a1 = fma(x, vload(wt, row + 16), a1)
-                a2 = fma(x, vload(wt, row + 32), a2)
-                a3 = fma(x, vload(wt, row + 48), a3)
-            for k in range(kb + both, kb1):
-                y = vsplat(at(vals, k))
-                roy = base + at(cols, k) * s
-                c0 = fma(y, vload(wt, roy), c0)
-                c1 = fma(y, vload(wt, roy + 16), c1)
-                c2 = fma(y, vload(wt, roy + 32), c2)
-                c3 = fma(y, vload(wt, roy + 48), c3)
-            o = b * arow + o0 + q
-            vstore(out, o, a0)
-            vstore(out, o + 16, a1)
-            vstore(out, o + 32, a2)
-            vstore(out, o + 48, a3)
-            if two:
-                o += arow
-                vstore(out, o, c0)
-                vstore(out, o + 16, c1)
-                vstore(out, o + 32, c2)
-                vstore(out, o + 48, c3)
-            b += 2
-    if wide < m:
-        sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s,
-                       wide, m)  # fmt: skip
-
-
 @njit(cache=True, inline="always")
-def infer_block(pre, post, n, inputs, r0, work, layers, net):
-    """pre/post of every layer for the n rows of a block (net_forward's arithmetic, with
-    inference's first layer); the last layer's post left alone for a softmax output."""
-    arow = net.arow
-    n_layers = layers.shape[0]
-    first = layers[0]
-    lanes = (first.n_out + LANES - 1) // LANES * LANES
-    first_rows(pre, first.aoff, arow, n, inputs.cols, inputs.vals, inputs.starts,
-               inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride,
-               lanes)  # fmt: skip
-    for k in range(n_layers):
-        layer = layers[k]
-        if k > 0:
-            dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, arow, n, layer.n_in, work,
-                          layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
-        if k < n_layers - 1:
-            activation_forward(post, pre, layer.aoff, arow, n, layer.n_out, layer.stride,
-                               net.act)  # fmt: skip
-        elif net.out_act != SOFTMAX:
-            activation_forward(post, pre, layer.aoff, arow, n, layer.n_out, layer.stride,
-                               net.out_act)  # fmt: skip
+def first_lanes(layers):
+    """The first layer's lanes forward computes: its outputs, rounded up to 16. The lanes
+    past them that keep its weight rows off multiples of 1 KB are zero (row_scratch's
+    zeros, never written) and nothing reads them (256 wide: 16 of 272 lanes, done 16 at a
+    time, ~7% of the first layer's time on one core)."""
+    return (layers[0].n_out + LANES - 1) // LANES * LANES
 
 
 @njit(cache=True, nogil=True)
@@ -143,7 +54,8 @@ def forward_rows(out, work, inputs, layers, net, r0, r1, block):
     pre, post, _, lse, _, _, _ = row_scratch(block, net.arow, 0, 0)
     for start in range(r0, r1, block):
         n = min(block, r1 - start)
-        infer_block(pre, post, n, inputs, start, work, layers, net)
+        net_forward(pre, post, n, inputs, start, work, layers, net, np.int64(0),
+                    first_lanes(layers))  # fmt: skip
         outputs(out, start, n, pre, post, lse, layers, net)
 
 
@@ -194,7 +106,8 @@ def forward_dense_rows(out, work, X, scale, layers, net, r0, r1, block, cols, ch
             bad = first_bad_row(vals, starts, n)
             if bad >= 0:
                 return start + bad
-        infer_block(pre, post, n, inputs, np.int64(0), work, layers, net)
+        net_forward(pre, post, n, inputs, np.int64(0), work, layers, net, np.int64(0),
+                    first_lanes(layers))  # fmt: skip
         outputs(out, start, n, pre, post, lse, layers, net)
     return -1
 
