@@ -11,9 +11,10 @@ cores. The same from the command line:
 
 PyTorch's usual loop (``nn.Sequential``, ``CrossEntropyLoss``, ``optim.Adam`` at lr 1e-3
 with ``OneCycleLR``'s defaults over the whole run, batch 128, tensors made once, 2 threads)
-trains 3, 4 and 5 epochs (each a fresh run whose schedule spans its epochs): its time to
-98% is that of the fewest epochs whose three seeds all pass. It also trains fastmlp's
-recipe, to tell a better recipe from faster epochs.
+trains 5 and 8 epochs (each a fresh run whose schedule spans its epochs): its time to 98%
+is that of the fewest epochs whose three seeds all pass (measured: 5 epochs 97.73-97.82%,
+8 epochs 98.19% on seed 0). It also trains fastmlp's recipe (98.19-98.47% in 4 epochs),
+to tell a better recipe from faster epochs.
 
 Each round is one seed (0, 1, 2) of a whole training run; ``extra_info`` keeps per seed the
 training seconds (fastmlp: ``history.train_seconds``, the epochs without the warm-up step
@@ -124,7 +125,7 @@ def torch_run(torch, data, seed, epochs, batch, lr, hidden):
 
 SAME_RECIPE = {k: RECIPE[k] for k in ("hidden", "lr", "batch_size", "epochs")}
 TORCH_RUNS = [
-    *(pytest.param(dict(TORCH_USUAL, epochs=e), id=f"usual-{e}epochs") for e in (3, 4, 5)),
+    *(pytest.param(dict(TORCH_USUAL, epochs=e), id=f"usual-{e}epochs") for e in (5, 8)),
     pytest.param(SAME_RECIPE, id="fastmlp-recipe"),
 ]
 
