@@ -34,7 +34,8 @@ from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
-from kernels.augment_simd import LANES, pair32, prefetch, ramp16, sample16
+from kernels.augment_simd import LANES, pair32, ramp16, sample16
+from kernels.numba.memory import prefetch
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
 

@@ -11,7 +11,7 @@ pair of the footprint are 4 consecutive bytes. A lane is gathered only when its 
 lies in the box whose footprints can see ink (the others are 0, as the reference's sample
 of zeros is), and only the first ``count`` lanes are stored (``llvm.masked.store``), so a
 row's last vector never writes past the row. :func:`ramp16` is 16 columns of the elastic
-field; :func:`prefetch` fetches the next images.
+field (the next images are fetched ahead with ``kernels.numba.memory.prefetch``).
 
 Measured (affine, per image, CPU): two gathers a pixel (a row and the row below)
 1.0 us, one from the paired rows 0.73 us.
@@ -147,51 +147,6 @@ def sample16(typingctx, out, o, image, width, sx, a, sy, c, ex, ey, j, box, coun
 
 
 @intrinsic
-def copy32(typingctx, dst, d, src, s, count):
-    """``dst[d : d + count] = src[s : s + count]``, count <= 32: one masked load and store
-    (``llvm.masked.load`` / ``store``), where a loop of 28 bytes would run byte by byte.
-    dst, src: flat uint8, C order."""
-    ints = (d, s, count)
-    if not (
-        _flat_c(dst, types.uint8) and dst.ndim == 1 and _flat_c(src, types.uint8)
-        and src.ndim == 1 and all(isinstance(t, types.Integer) for t in ints)
-    ):  # fmt: skip
-        return None
-
-    def codegen(context, builder, sig, args):
-        dst_t, d_t, src_t, s_t, count_t = sig.args
-        a_dst, a_d, a_src, a_s, a_count = args
-        wide = 2 * LANES
-        v8 = ir.VectorType(_I8, wide)
-        vmask = ir.VectorType(_I1, wide)
-        v32 = ir.VectorType(_I32, wide)
-
-        def at(ty, arr, i, ity):
-            data = context.make_array(ty)(context, builder, arr).data
-            return builder.gep(data, [context.cast(builder, i, ity, types.intp)], inbounds=True)
-
-        count = builder.trunc(context.cast(builder, a_count, count_t, types.intp), _I32)
-        one = builder.insert_element(ir.Constant(v32, None), count, ir.Constant(_I32, 0))
-        limit = builder.shuffle_vector(one, one, ir.Constant(v32, None))
-        keep = builder.icmp_signed("<", ir.Constant(v32, list(range(wide))), limit)
-        load = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(v8, [ir.PointerType(), _I32, vmask, v8]),
-            "llvm.masked.load.v32i8.p0",
-        )  # fmt: skip
-        store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [v8, ir.PointerType(), _I32, vmask]),
-            "llvm.masked.store.v32i8.p0",
-        )  # fmt: skip
-        values = builder.call(
-            load, [at(src_t, a_src, a_s, s_t), ir.Constant(_I32, 1), keep, ir.Constant(v8, None)]
-        )
-        builder.call(store, [values, at(dst_t, a_dst, a_d, d_t), ir.Constant(_I32, 1), keep])
-        return context.get_dummy_value()
-
-    return types.none(dst, d, src, s, count), codegen
-
-
-@intrinsic
 def ramp16(typingctx, out, o, left, slope, weights, w):
     """``out[o + k] = left + ((slope * weights[w + k]) >> 16)`` for k < 16, the product in
     64 bits: 16 columns of the elastic field along a grid cell, which is the reference's
@@ -282,29 +237,3 @@ def pair32(typingctx, dst, d, src, up, n_up, down, n_down, count):
         return context.get_dummy_value()
 
     return types.none(dst, d, src, up, n_up, down, n_down, count), codegen
-
-
-@intrinsic
-def prefetch(typingctx, X, r, col):
-    """Hint the CPU to start loading the cache line of X[r, col] (2-D, C order) for reading:
-    the next images of a chunk are scattered over the data set, out of the caches."""
-    if not (
-        isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C"
-        and isinstance(r, types.Integer) and isinstance(col, types.Integer)
-    ):  # fmt: skip
-        return None
-
-    def codegen(context, builder, sig, args):
-        xa = context.make_array(sig.args[0])(context, builder, args[0])
-        r = context.cast(builder, args[1], sig.args[1], types.intp)
-        col = context.cast(builder, args[2], sig.args[2], types.intp)
-        ncols = builder.extract_value(xa.shape, 1)
-        ptr = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), col)], inbounds=True)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [ir.PointerType(), _I32, _I32, _I32]),
-            "llvm.prefetch.p0",
-        )  # fmt: skip
-        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
-        return context.get_dummy_value()
-
-    return types.none(X, r, col), codegen
