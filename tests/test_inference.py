@@ -27,25 +27,15 @@ def inputs(n, n_in, seed, uint8=True):
 
 
 @pytest.fixture
-def small_blocks(monkeypatch):
+def small_blocks(monkeypatch, numba_paths):
     """forward in blocks of 24 rows and a thread per 50 rows, so that a few hundred rows
-    cross blocks and thread slices; the BLAS choice set as asked (geometries cleared)."""
-    from kernels.numba import net as kn
+    cross blocks and thread slices; the BLAS choice set as asked (``numba_paths``)."""
     from kernels.numba import network
 
     monkeypatch.setattr(network, "BLOCK", 24)
     monkeypatch.setattr(network, "FORWARD_MIN_ROWS", 50)
     network.geometry.cache_clear()
-
-    def choose(blas):
-        network.geometry.cache_clear()
-        monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1 if blas else 10**12)
-        monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 1)
-        if blas and not kn.HAVE_BLAS:
-            pytest.skip("SciPy (BLAS for compiled code) is not installed")
-
-    yield choose
-    network.geometry.cache_clear()
+    return numba_paths
 
 
 @pytest.fixture
