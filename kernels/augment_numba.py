@@ -34,7 +34,7 @@ from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
-from kernels.augment_simd import LANES, pair32, ramp16, sample16
+from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e
 from kernels.numba.memory import prefetch
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
@@ -143,13 +143,13 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
     grid, field, table, along, padded, limits = _views(work, side)
     if kind == 1:  # no elastic field: the kernel adds zeros to the affine positions
         field[:] = 0
-    elif kind >= 2:  # each column's grid cell, and the far point's weight x columns into one
+    elif kind >= 2:  # each column's grid cell, and the weight of the cell's far point there
         n = params.shape[0]
         step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         half = table.shape[0] // 2
         for x in range(half):
             cell = min(x // step, points - 2)
-            table[x], table[half + x] = cell, x * (ONE // step)
+            table[x], table[half + x] = cell, (x - cell * step) * (ONE // step)
     for i in range(start, stop):
         row = rows[i]
         if i + AHEAD < stop:  # (measured: 0.4 us an image of waiting for memory without)
@@ -209,18 +209,41 @@ def _shift(out, i, X, row, key, side, params):
 
 
 @njit(cache=True, inline="always")
-def _span(s0, a, lo, hi, side):
+def _span(s0, a, inv, lo, hi, side):
     """The x in 0..side-1 (first, last) with lo <= s0 + a x <= hi, or a few more (first >
-    last: none). In floating point: a pixel too many only costs its exact test."""
+    last: none); inv is 1 / a (a != 0). In floating point: a pixel too many only costs
+    its exact test."""
     if a == 0:
         if lo <= s0 <= hi:
             return 0, side - 1
         return 1, 0
-    inv = 1.0 / a
     t1, t2 = (lo - s0) * inv, (hi - s0) * inv
     first = np.floor(max(min(t1, t2), -1.0)) - 1.0
     last = np.floor(min(max(t1, t2), float(side))) + 1.0
     return max(np.int64(first), 0), min(np.int64(last), side - 1)
+
+
+@njit(cache=True, inline="always")
+def _reach(a, b, ox, c, d, oy, lo_x, hi_x, lo_y, hi_y, side):
+    """(x0, x1, y0, y1): a rectangle of output pixels holding every (x, y) whose position
+    (a x + b y + ox, c x + d y + oy) can lie in [lo_x, hi_x] x [lo_y, hi_y] (16.16), or
+    a few more (x0 > x1 or y0 > y1: none): the box's corners mapped back, widened by a
+    pixel for the floating point. A map that (nearly) flattens the plane: every pixel."""
+    det = float(a) * float(d) - float(b) * float(c)
+    if abs(det) < 1e-6 * ONE * ONE:
+        return 0, side - 1, 0, side - 1
+    x_min, x_max, y_min, y_max = np.inf, -np.inf, np.inf, -np.inf
+    for k in range(4):
+        u = float(lo_x if k % 2 == 0 else hi_x) - ox
+        v = float(lo_y if k < 2 else hi_y) - oy
+        x, y = (d * u - b * v) / det, (a * v - c * u) / det
+        x_min, x_max = min(x_min, x), max(x_max, x)
+        y_min, y_max = min(y_min, y), max(y_max, y)
+    x0 = max(np.int64(np.floor(max(x_min, -2.0))) - 1, 0)
+    x1 = min(np.int64(np.floor(min(x_max, side + 1.0))) + 1, side - 1)
+    y0 = max(np.int64(np.floor(max(y_min, -2.0))) - 1, 0)
+    y1 = min(np.int64(np.floor(min(y_max, side + 1.0))) + 1, side - 1)
+    return x0, x1, y0, y1
 
 
 @njit(cache=True)
@@ -250,14 +273,24 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     # work: the grid's x displacements, its y ones (at most side + 1 points a side); along:
     # each column of the grid interpolated down to every row, x then y
     gy, ry, stride = (side + 1) ** 2, along.shape[0] // 2, side + LANES
-    weights = table[table.shape[0] // 2 :]
+    cells, weights = table[: table.shape[0] // 2], table[table.shape[0] // 2 :]
+    mx, my = np.int64(0), np.int64(0)  # the largest displacement of the grid, x and y
     if elastic:  # the grid: x displacements at work[0:], y at work[gy:]
         step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         amplitude = np.int64(params[n - 1])
         size = points * points
         for j in range(2 * size):  # x components first, then y, as in the reference
             k = np.int64(_draw(key, first + j) * np.float32(1 << 24))
-            work[j if j < size else gy + j - size] = ((2 * k - (1 << 24)) * amplitude) >> 24
+            value = ((2 * k - (1 << 24)) * amplitude) >> 24
+            if j < size:
+                work[j] = value
+                mx = max(mx, abs(value))
+            else:
+                work[gy + j - size] = value
+                my = max(my, abs(value))
+        # Interpolating rounds down between two values: the field never passes the
+        # grid's largest value (one more for safety; a wider span only costs tests).
+        mx, my = mx + 1, my + 1
         # Down each grid column, y first as in the reference: 16 rows of a cell a step
         # (a scalar loop over every row and column cost 0.4 us an image).
         for k in range(points):
@@ -265,9 +298,9 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
                 y0, up, down = cy * step, cy * points + k, (cy + 1) * points + k
                 for j in range(y0, y0 + min(step, side - y0), LANES):
                     at = k * stride + j
-                    ramp16(along, at, work[up], work[down] - work[up], weights, j - y0)
+                    ramp16(along, at, work[up], work[down] - work[up], weights, j)
                     top, bottom = work[gy + up], work[gy + down]
-                    ramp16(along, ry + at, top, bottom - top, weights, j - y0)
+                    ramp16(along, ry + at, top, bottom - top, weights, j)
     x_lo, x_hi, y_lo, y_hi = box[0], box[1], box[2], box[3]
     image, source = out[i], X[row]  # flat views (the loop below becomes a memset)
     for p in range(side * side):  # 0 outside the spans sampled below
@@ -290,35 +323,30 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     lo_x, hi_x = (x_lo - 1) * ONE, (x_hi + 1) * ONE - 1
     lo_y, hi_y = (y_lo - 1) * ONE, (y_hi + 1) * ONE - 1
     limits[0], limits[1], limits[2], limits[3] = lo_x, hi_x, lo_y, hi_y
-    # the elastic field along a row (zeros when there is none), int32
-    xs, ys = field[: side + LANES], field[side + LANES :]
-    mx, my = np.int64(0), np.int64(0)
+    if elastic:  # every row alike: no per-row spans, no per-row branches
+        x0, x1, y0, y1 = _reach(a, b, ox, c, d, oy, lo_x - mx, hi_x + mx, lo_y - my,
+                                hi_y + my, side)  # fmt: skip
+        blocks = (x1 - x0 + LANES) // LANES
+        for y in range(y0, y1 + 1):
+            sx0, sy0 = b * y + ox, d * y + oy
+            o = (i * side + y) * side
+            for k in range(blocks):  # the field computed in the lanes from the grid's row y
+                x = x0 + k * LANES
+                count = min(LANES, side - x)
+                sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
+                          cells, weights, x, cells[x], cells[x + count - 1], limits, count)  # fmt: skip
+        return
+    # the affine map's column steps, inverted once (the spans below solve for x)
+    inv_a, inv_c = 1.0 / a if a != 0 else 0.0, 1.0 / c if c != 0 else 0.0
+    zeros = field[: side + LANES]  # no elastic field: its lanes add zeros
     for y in range(side):
-        if elastic:  # the largest value of the grid interpolated to this row
-            mx, my = np.int64(0), np.int64(0)
-            for k in range(points):
-                at = k * stride + y
-                mx, my = max(mx, abs(along[at])), max(my, abs(along[ry + at]))
-            mx, my = mx + 1, my + 1  # interpolating rounds down: at most 1 past the grid's
         sx0, sy0 = b * y + ox, d * y + oy
-        f1, l1 = _span(sx0, a, lo_x - mx, hi_x + mx, side)
-        f2, l2 = _span(sy0, c, lo_y - my, hi_y + my, side)
+        f1, l1 = _span(sx0, a, inv_a, lo_x, hi_x, side)
+        f2, l2 = _span(sy0, c, inv_c, lo_y, hi_y, side)
         start, last = max(f1, f2), min(l1, l2)
-        if start > last:
-            continue
-        if elastic:  # the field along the row: a grid cell at a time, 16 columns a step
-            for cx in range(table[start], table[last] + 1):
-                at = cx * stride + y
-                left_x, left_y = np.int64(along[at]), np.int64(along[ry + at])
-                slope_x = along[at + stride] - left_x
-                slope_y = along[ry + at + stride] - left_y
-                x0 = cx * step
-                for j in range(x0, x0 + min(step, last + 1 - x0), LANES):
-                    ramp16(xs, j, left_x, slope_x, weights, j - x0)
-                    ramp16(ys, j, left_y, slope_y, weights, j - x0)
         # 16 pixels a step (lanes past the span: not stored), each gathered and weighed as
         # the reference's _bilinear does, 0 outside the box
         o = (i * side + y) * side
         for x in range(start, last + 1, LANES):
             count = min(LANES, last + 1 - x)
-            sample16(out, o + x, padded, width, sx0, a, sy0, c, xs, ys, x, limits, count)
+            sample16(out, o + x, padded, width, sx0, a, sy0, c, zeros, zeros, x, limits, count)
