@@ -162,18 +162,23 @@ def _field_lanes(h, grid, at, stride, axis, cells, weights, j, c0, c1):
     """The elastic field of one axis at 16 columns j.. of a row: in lane k, with
     ``c = cells[j + k]`` (only cells c0..c1 are looked at; other lanes 0),
     ``L + ((R - L) weights[j + k] >> 16)``, ``L = grid[axis + c stride + at]``, R the next
-    cell's: the reference's interpolation along x, the product in 64 bits."""
+    cell's: the reference's interpolation along x.
+
+    Each lane's L and R - L are picked from the cells' by compare and select: three cells
+    unrolled (every block of 16 columns with a grid step of 8 or more), a loop beyond.
+    The product in 32-bit lanes, exactly: with ``S = R - L = 65536 h + l`` (0 <= l <
+    65536) and a weight below 65536, ``(S w) >> 16 == h w + ((l w) >>> 16)``, ``l w``
+    below 2**32 unsigned."""
     builder = h.builder
     cell = h.load16(*cells, *j)
-    left = cgutils.alloca_once_value(builder, _const(0))
-    slope = cgutils.alloca_once_value(builder, _const(0))
     base = builder.add(h.intp(axis[1], axis[0]), h.intp(at[1], at[0]))
     step = h.intp(stride[1], stride[0])
     data = h.data(*grid)
     first, last = h.intp(c0[1], c0[0]), h.intp(c1[1], c1[0])
-    stop = builder.add(last, ir.Constant(last.type, 1))
-    one = ir.Constant(last.type, 1)
-    with cgutils.for_range_slice(builder, first, stop, one) as (k, _):
+    left = cgutils.alloca_once_value(builder, _const(0))
+    slope = cgutils.alloca_once_value(builder, _const(0))
+
+    def pick(k):  # the lanes of cell k take its L and R - L
         here = builder.add(base, builder.mul(k, step))
         lv = builder.load(builder.gep(data, [here], inbounds=True))
         rv = builder.load(builder.gep(data, [builder.add(here, step)], inbounds=True))
@@ -181,9 +186,22 @@ def _field_lanes(h, grid, at, stride, axis, cells, weights, j, c0, c1):
         builder.store(builder.select(match, _splat(builder, lv, _V32), builder.load(left)), left)
         builder.store(builder.select(match, _splat(builder, builder.sub(rv, lv), _V32),
                                      builder.load(slope)), slope)  # fmt: skip
-    weight = builder.sext(h.load16(*weights, *j), _V64)
-    product = builder.mul(builder.sext(builder.load(slope), _V64), weight)
-    return builder.add(builder.load(left), builder.trunc(builder.ashr(product, _const(16, _V64)), _V32))
+
+    one = ir.Constant(first.type, 1)
+    few = builder.icmp_signed("<=", builder.sub(last, first), ir.Constant(first.type, 2))
+    with builder.if_else(few, likely=True) as (unrolled, looped):
+        with unrolled:
+            for t in range(3):  # cells c0, c0 + 1, c0 + 2, none past c1
+                k = builder.add(first, ir.Constant(first.type, t))
+                pick(builder.select(builder.icmp_signed("<", k, last), k, last))
+        with looped:
+            with cgutils.for_range_slice(builder, first, builder.add(last, one), one) as (k, _):
+                pick(k)
+    s = builder.load(slope)
+    weight = h.load16(*weights, *j)
+    high = builder.mul(builder.ashr(s, _const(16)), weight)
+    low = builder.lshr(builder.mul(builder.and_(s, _const(0xFFFF)), weight), _const(16))
+    return builder.add(builder.load(left), builder.add(high, low))
 
 
 @intrinsic
