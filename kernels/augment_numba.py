@@ -34,7 +34,7 @@ from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
-from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e
+from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e, sample16g
 from kernels.numba.memory import prefetch
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
@@ -58,7 +58,8 @@ def _scratch_words(side):
     """int64 words of: the grid, the field along a row, the columns' cells and weights,
     the grid along a row (int32, two of each), the padded image's pairs of rows, the box."""
     padded = (2 * (side + 2) ** 2 + 7) // 8  # uint8: pairs of rows, interleaved
-    columns = (side + 1) * (side + LANES)  # int32: 2 axes, at most side + 1 grid columns
+    # int32: 2 axes, at most side + 1 grid columns (or the grid itself, 16 lanes of room)
+    columns = max((side + 1) * (side + LANES), 2 * (LANES + 1) * LANES)
     return 2 * (side + 1) ** 2, side + LANES, side + LANES, columns, padded, 4
 
 
@@ -275,6 +276,7 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     gy, ry, stride = (side + 1) ** 2, along.shape[0] // 2, side + LANES
     cells, weights = table[: table.shape[0] // 2], table[table.shape[0] // 2 :]
     mx, my = np.int64(0), np.int64(0)  # the largest displacement of the grid, x and y
+    grid_rows, g2 = False, np.int64(0)
     if elastic:  # the grid: x displacements at work[0:], y at work[gy:]
         step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         amplitude = np.int64(params[n - 1])
@@ -289,9 +291,15 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
         # Interpolating rounds down between two values: the field never passes the
         # grid's largest value (one more for safety; a wider span only costs tests).
         mx, my = mx + 1, my + 1
-        # Down each grid column, y first as in the reference: 16 rows of a cell a step
-        # (a scalar loop over every row and column cost 0.4 us an image).
-        for k in range(points):
+        # Up to 16 points a side, the lanes interpolate the grid's rows themselves
+        # (sample16g): the grid as int32 rows in `along`, x then y from g2.
+        grid_rows, g2 = points <= LANES, points * points + LANES
+        if grid_rows:
+            for j in range(size):
+                along[j], along[g2 + j] = work[j], work[gy + j]
+        # Else down each grid column, y first as in the reference: 16 rows of a cell a
+        # step (a scalar loop over every row and column cost 0.4 us an image).
+        for k in range(0 if grid_rows else points):
             for cy in range(points - 1):  # (cell points - 2 holds the last row)
                 y0, up, down = cy * step, cy * points + k, (cy + 1) * points + k
                 for j in range(y0, y0 + min(step, side - y0), LANES):
@@ -328,11 +336,17 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
         for y in range(y0, y1 + 1):
             sx0, sy0 = b * y + ox, d * y + oy
             o = (i * side + y) * side
-            for k in range(blocks):  # the field computed in the lanes from the grid's row y
+            top, wy = cells[y] * points, weights[y]  # the grid rows around y, and its weight
+            for k in range(blocks):  # the field computed in the lanes, from the grid
                 x = x0 + k * LANES
                 count = min(LANES, side - x)
-                sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
-                          cells, weights, x, cells[x], cells[x + count - 1], limits, count)  # fmt: skip
+                if grid_rows:
+                    sample16g(out, o + x, padded, width, sx0, a, sy0, c, along, top, points,
+                              g2, wy, cells, weights, x, limits, count)  # fmt: skip
+                else:  # from the grid's columns interpolated down to every row
+                    sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
+                              cells, weights, x, cells[x], cells[x + count - 1], limits,
+                              count)  # fmt: skip
         return
     # the affine map's column steps, inverted once (the spans below solve for x)
     inv_a, inv_c = 1.0 / a if a != 0 else 0.0, 1.0 / c if c != 0 else 0.0

@@ -234,6 +234,74 @@ def sample16e(typingctx, out, o, image, width, sx, a, sy, c, grid, at, stride, g
     return sig, codegen
 
 
+def _split_mul(builder, s, w):
+    """``(s * w) >> 16`` for int32 lanes, exactly, where ``0 <= w < 65536`` and ``s`` is
+    small enough that ``(s >> 16) * w`` fits: with ``s = 65536 h + l`` (0 <= l < 65536),
+    ``h w + ((l w) >>> 16)``, ``l w`` below 2**32 unsigned (no 64-bit product)."""
+    high = builder.mul(builder.ashr(s, _const(16)), w)
+    low = builder.lshr(builder.mul(builder.and_(s, _const(0xFFFF)), w), _const(16))
+    return builder.add(high, low)
+
+
+def _permute(builder, table, index):
+    """Lane k of the result is ``table[index[k]]`` (indices within 0..15): written as 16
+    extracts and inserts, which LLVM lowers to one variable permute (``vpermd``)."""
+    result = ir.Constant(_V32, None)
+    for k in range(LANES):
+        at = builder.extract_element(index, ir.Constant(_I32, k))
+        result = builder.insert_element(result, builder.extract_element(table, at),
+                                        ir.Constant(_I32, k))  # fmt: skip
+    return result
+
+
+def _grid_field(h, grid, top, points, wy, cells, weights, j):
+    """One axis of the elastic field at 16 columns j.. of row y: the grid's rows around y
+    (``grid[top:]`` and ``grid[top + points:]``, 16 readable each) interpolated down to y
+    with weight ``wy`` (the reference's first step, for all grid columns at once), then
+    in lane k, cell ``c = cells[j + k]``: ``L + ((R - L) weights[j + k] >> 16)`` with L, R
+    that row's values at grid columns c and c + 1 (picked by permutes: points <= 16)."""
+    builder = h.builder
+    up = h.load16(*grid, *top)
+    down_at = builder.add(h.intp(top[1], top[0]), h.intp(points[1], points[0]))
+    down = h.load16(grid[0], grid[1], types.intp, down_at)
+    row = builder.add(up, _split_mul(builder, builder.sub(down, up), h.lanes(wy[1], wy[0])))
+    cell = h.load16(*cells, *j)
+    left = _permute(builder, row, cell)
+    right = _permute(builder, row, builder.add(cell, _const(1)))
+    return builder.add(left, _split_mul(builder, builder.sub(right, left), h.load16(*weights, *j)))
+
+
+@intrinsic
+def sample16g(typingctx, out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells,
+              weights, j, box, count):  # fmt: skip
+    """:func:`sample16` with the elastic field computed in the lanes from the grid itself
+    (at most 16 points a side): ``grid`` flat int32, the x displacements' grid row by row
+    (``points`` a row), the y ones from ``gy``; the row's grid cell starts at ``top``
+    (its row of points, and the next), ``wy`` its weight down the cell; ``cells``,
+    ``weights`` (flat int32, 16 readable from j): each column's cell and weight along x.
+    The grid arrays need 16 readable values from each row's start."""
+    ints = (o, width, sx, a, sy, c, top, points, gy, wy, j, count)
+    if not _args_ok(out, image, box, ints, (grid, cells, weights)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = list(zip(sig.args, args, strict=True))
+        out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells, weights, j = t[:16]
+        box, count = t[16:]
+        h = _Lanes(context, builder)
+        ex = _grid_field(h, grid, top, points, wy, cells, weights, j)
+        top_y = builder.add(h.intp(top[1], top[0]), h.intp(gy[1], gy[0]))
+        ey = _grid_field(h, grid, (types.intp, top_y), points, wy, cells, weights, j)
+        xs = builder.add(_affine_lanes(h, sx, a, j), ex)
+        ys = builder.add(_affine_lanes(h, sy, c, j), ey)
+        _sample(h, out, o, image, width, xs, ys, box, count)
+        return context.get_dummy_value()
+
+    sig = types.none(out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells,
+                     weights, j, box, count)  # fmt: skip
+    return sig, codegen
+
+
 @intrinsic
 def ramp16(typingctx, out, o, left, slope, weights, w):
     """``out[o + k] = left + ((slope * weights[w + k]) >> 16)`` for k < 16, the product in
