@@ -36,6 +36,7 @@ import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @n
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
 from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e, sample16g
 from kernels.numba.memory import prefetch
+from kernels.numba.work import INV255, compress_row
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
 
@@ -82,15 +83,30 @@ def augment_rows(
     counter: int,
     scratch: np.ndarray | None = None,
     boxes: np.ndarray | None = None,
+    sparse: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Write a distorted copy of ``X[rows[i]]`` into ``out[i]``; see the reference.
 
     ``boxes``: :func:`bounding_boxes` of X (computed here when not given: pass it when
     calling again on the same X).
+
+    ``sparse``: ``(cols, vals, starts)``, also written: each image's non-zero pixels as
+    the compressed sparse rows the numba backend's first layer reads
+    (:func:`kernels.numba.work.sparse_rows` of ``out``, the same entries), made while the
+    image is in the cache, so the trainer need not scan the chunk again. Image i's
+    entries go to ``cols/vals[starts[i]:starts[i + 1]]``, from the ``starts[0]`` the
+    caller sets; cols (uint16, or uint32 past 65,536 pixels) are pixel numbers, vals
+    (float32) pixel / 255. cols and vals need room for ``starts[0] + len(rows) * side**2
+    + 16`` entries (16 past the last, which the vector compress writes); starts has
+    ``len(rows) + 1``. Only with a one-block scratch (one thread).
     """
     for name, array in (("out", out), ("X", X)):
         if not (array.ndim == 2 and array.flags.c_contiguous and array.dtype == np.uint8):
             raise ValueError(f"augment_rows needs {name} as a C-contiguous 2-D uint8 array")
+    cols = vals = starts = None
+    if sparse is not None:
+        cols, vals, starts = sparse
+        _check_sparse(cols, vals, starts, len(rows), side, scratch)
     if scratch is None:
         scratch = scratch_for(side)
     if boxes is None:
@@ -100,8 +116,28 @@ def augment_rows(
     rows = rows.astype(np.int64, copy=False)
     # One block runs without a parallel region: on a busy machine, waking a second thread
     # for every chunk costs more than the chunk's distortions (measured: 15 ms a call).
-    run = _augment_serial if scratch.shape[0] == 1 else _augment_parallel
-    run(out, X, rows, side, kind, params, seed64, base, scratch, boxes)
+    if scratch.shape[0] == 1:
+        _augment_serial(out, X, rows, side, kind, params, seed64, base, scratch, boxes, cols,
+                        vals, starts)  # fmt: skip
+    else:
+        _augment_parallel(out, X, rows, side, kind, params, seed64, base, scratch, boxes)
+
+
+def _check_sparse(cols, vals, starts, n, side, scratch):
+    """One line naming what is wrong with ``sparse`` (compiled code writes by index)."""
+    if scratch is not None and scratch.shape[0] != 1:
+        raise ValueError("augment_rows writes sparse rows with a one-block scratch only")
+    wide = np.uint16 if side * side <= 65536 else np.uint32
+    for name, array, dtype in (("cols", cols, wide), ("vals", vals, np.float32),
+                               ("starts", starts, np.int64)):  # fmt: skip
+        if not (isinstance(array, np.ndarray) and array.ndim == 1 and array.dtype == dtype
+                and array.flags.c_contiguous):  # fmt: skip
+            raise ValueError(f"augment_rows needs sparse {name} as a contiguous {np.dtype(dtype)} vector")
+    if len(starts) != n + 1:
+        raise ValueError(f"augment_rows needs sparse starts of {n + 1} entries, got {len(starts)}")
+    room = int(starts[0]) + n * side * side + 16
+    if starts[0] < 0 or min(len(cols), len(vals)) < room:
+        raise ValueError(f"augment_rows needs sparse cols and vals of at least {room} entries")
 
 
 @njit(cache=True, nogil=True)
@@ -139,9 +175,13 @@ def _fixed(v):
 
 
 @njit(cache=True, nogil=True)
-def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, start, stop):
-    """Images start..stop-1, one after another, with one block's scratch."""
+def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, start, stop,
+                   cols, vals, starts):  # fmt: skip
+    """Images start..stop-1, one after another, with one block's scratch; with cols (not
+    None), each image's non-zero pixels appended to cols/vals from starts[start]."""
     grid, field, table, along, padded, limits = _views(work, side)
+    full = out.shape[1] - out.shape[1] % LANES  # columns the vector compress takes
+    k = 0 if cols is None else starts[start]
     if kind == 1:  # no elastic field: the kernel adds zeros to the affine positions
         field[:] = 0
     elif kind >= 2:  # each column's grid cell, and the weight of the cell's far point there
@@ -164,6 +204,9 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
         else:
             _warp(out, i, X, row, key, side, kind, params, boxes[row], grid, field, table,
                   along, padded, limits)  # fmt: skip
+        if cols is not None:  # the image's entries, as the trainer's sparse_rows makes them
+            k = compress_row(cols, vals, k, out, i, full, INV255)
+            starts[i + 1] = k
 
 
 @njit(cache=True, inline="always")
@@ -178,10 +221,10 @@ def _views(work, side):
 
 
 @njit(cache=True, nogil=True)
-def _augment_serial(out, X, rows, side, kind, params, seed, base, scratch, boxes):
-    _augment_block(
-        out, X, rows, side, kind, params, seed, base, scratch[0], boxes, 0, rows.shape[0]
-    )
+def _augment_serial(out, X, rows, side, kind, params, seed, base, scratch, boxes, cols, vals,
+                    starts):  # fmt: skip
+    _augment_block(out, X, rows, side, kind, params, seed, base, scratch[0], boxes, 0,
+                   rows.shape[0], cols, vals, starts)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
@@ -191,9 +234,8 @@ def _augment_parallel(out, X, rows, side, kind, params, seed, base, scratch, box
     per = (n + blocks - 1) // blocks
     for b in prange(blocks):
         stop = min(n, (b + 1) * per)
-        _augment_block(
-            out, X, rows, side, kind, params, seed, base, scratch[b], boxes, b * per, stop
-        )
+        _augment_block(out, X, rows, side, kind, params, seed, base, scratch[b], boxes,
+                       b * per, stop, None, None, None)  # fmt: skip
 
 
 @njit(cache=True)
