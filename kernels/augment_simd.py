@@ -127,8 +127,12 @@ def _sample(h, out, o, image, width, xs, ys, box, count):
 
 def _affine_lanes(h, sx, a, j):
     """sx + a (j + k) in lane k (int32): 16 consecutive pixels' affine positions."""
-    steps = h.builder.add(h.lanes(j[1], j[0]), ir.Constant(_V32, list(range(LANES))))
-    return h.builder.add(h.lanes(sx[1], sx[0]), h.builder.mul(h.lanes(a[1], a[0]), steps))
+    # (sx + a j) in every lane plus a k: the vector product depends on a only, so a
+    # loop over a row's vectors computes it once (int32 wraps the same either way)
+    b = h.builder
+    start = b.add(h.i32(sx[1], sx[0]), b.mul(h.i32(a[1], a[0]), h.i32(j[1], j[0])))
+    ramp = b.mul(h.lanes(a[1], a[0]), ir.Constant(_V32, list(range(LANES))))
+    return b.add(_splat(b, start, _V32), ramp)
 
 
 @intrinsic
