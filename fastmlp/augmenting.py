@@ -37,7 +37,7 @@ import numpy as np
 
 from kernels import augment_reference
 
-PIECES = 8  # per chunk (~3,000 images): small enough to share, large enough to be cheap
+PIECES = 16  # per chunk (~2,500 images): small enough to share, large enough to be cheap
 LANES = 16  # entries the kernel's vector compress may write past an image's last
 
 
