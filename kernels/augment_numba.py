@@ -132,7 +132,9 @@ def _check_sparse(cols, vals, starts, n, side, scratch):
                                ("starts", starts, np.int64)):  # fmt: skip
         if not (isinstance(array, np.ndarray) and array.ndim == 1 and array.dtype == dtype
                 and array.flags.c_contiguous):  # fmt: skip
-            raise ValueError(f"augment_rows needs sparse {name} as a contiguous {np.dtype(dtype)} vector")
+            raise ValueError(
+                f"augment_rows needs sparse {name} as a contiguous {np.dtype(dtype)} vector"
+            )
     if len(starts) != n + 1:
         raise ValueError(f"augment_rows needs sparse starts of {n + 1} entries, got {len(starts)}")
     room = int(starts[0]) + n * side * side + 16

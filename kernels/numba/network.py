@@ -170,13 +170,17 @@ class SparseInputs:
                                    ("starts", starts, np.int64), ("rowmap", rowmap, np.int64)):  # fmt: skip
             if not (isinstance(array, np.ndarray) and array.ndim == 1
                     and array.dtype == dtype and array.flags.c_contiguous):  # fmt: skip
-                raise ValueError(f"sparse inputs need {name} as a contiguous {np.dtype(dtype)} vector")
+                raise ValueError(
+                    f"sparse inputs need {name} as a contiguous {np.dtype(dtype)} vector"
+                )
         if len(rowmap) and (rowmap.min() < 0 or rowmap.max() >= len(starts) - 1):
             raise ValueError(f"sparse inputs' rowmap must index CSR rows 0 .. {len(starts) - 2}")
         first, last = starts[rowmap], starts[rowmap + 1]
         if len(rowmap) and (first.min() < 0 or (last < first).any()
                             or last.max() > min(len(cols), len(vals))):  # fmt: skip
-            raise ValueError("sparse inputs' starts must bound each row's entries within cols and vals")
+            raise ValueError(
+                "sparse inputs' starts must bound each row's entries within cols and vals"
+            )
         self = cls.__new__(cls)
         self.cols, self.vals, self.starts, self.rowmap = cols, vals, starts, rowmap
         self.shape = (len(rowmap), int(n_features))
