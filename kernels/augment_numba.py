@@ -9,17 +9,26 @@ Same stream, same integer arithmetic, so the same bytes as the reference
   rows r and r + 1 interleaved;
 - only output pixels that can see ink are sampled. The bounding box of each image's
   non-zero pixels is found once per fit (:func:`bounding_boxes`); a pixel whose bilinear
-  footprint lies outside it is 0. Along each output row the affine part of the position
-  is a line, so the span that can reach the box (widened by the largest elastic
-  displacement) is solved for in integers, and the pixels outside it are left at 0.
-  MNIST digits fill about a third of the image.
+  footprint lies outside it is 0. Affine: along each output row the position is a line,
+  so the span that can reach the box is solved for, and the pixels outside it are left
+  at 0 (MNIST digits fill about a third of the image). Elastic: one rectangle of output
+  pixels per image, the box widened by the grid's largest displacement and mapped back
+  through the affine part, every row of it alike (per-row spans and maxima cost more in
+  branches than the lanes they save);
 - the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images,
-  and is interpolated down the grid's columns, then along a row, 16 pixels of a grid
-  cell at a time;
-- the next images' bytes are prefetched: a chunk's rows are scattered over the data set.
+  and is computed in the sampling lanes themselves (:func:`kernels.augment_simd.sample16g`):
+  the grid's rows around the output row interpolated down to it, then each lane's value
+  picked by its grid column (a variable permute) and interpolated along x, in 32-bit
+  lanes with the reference's integer rounding; no field is stored;
+- the next images' bytes are prefetched: a chunk's rows are scattered over the data set;
+- on request (``sparse``), each image's non-zero pixels are written as the compressed
+  sparse rows the numba backend's first layer reads, right after the image, while it is
+  in the cache: the trainer trains on them without scanning the chunk again.
 
-Per image on real MNIST (CPU time, rows scattered over the data set): shift 0.16 us,
-affine 0.75 us, elastic 1.7 us (before the vectors: 0.5, 2.4 and 3.9 us).
+Per image on real MNIST (CPU time, rows scattered over the data set, without / with the
+sparse rows): shift 0.19 / 0.22 us, affine 0.75-0.79 / 0.83 us, elastic 0.92-0.97 / 1.00
+us (before: elastic 1.53 us with the field interpolated per row into memory, and per-row
+spans; before the vectors: 0.5, 2.4 and 3.9 us).
 
 Images are split into one contiguous block per thread; each block owns its output rows
 and its slice of the scratch buffer, so no thread writes where another does and nothing is
