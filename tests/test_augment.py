@@ -194,17 +194,22 @@ def assert_entries_of(sparse, images):
     assert entries(sparse) == entries(SparseInputs(images))
 
 
-@pytest.mark.parametrize("side", [5, 12, 17, 28])
-@pytest.mark.parametrize("kind", KINDS)
-def test_sparse_rows_written_with_the_images_are_the_trainers(side, kind):
+@pytest.mark.parametrize(
+    "side, kind, overrides",
+    [(side, kind, {}) for side in (5, 12, 17, 28) for kind in KINDS]
+    + [(28, "elastic", {"sigma": 0.2}), (17, "affine+elastic", {"sigma": 0.7})],
+)
+def test_sparse_rows_written_with_the_images_are_the_trainers(side, kind, overrides):
     """augment_rows(sparse=...) writes each image's non-zero pixels as the first layer
     reads them (kernels.numba.work.sparse_rows of the bytes: same columns, same value
-    bits), from the caller's first start on; sides whose pixels are not whole vectors."""
+    bits), from the caller's first start on; sides whose pixels are not whole vectors;
+    elastic grids of up to 16 points a side (the lanes append their entries as they go)
+    and denser (sigma 0.2: the finished image compressed)."""
     from kernels.numba import work as kw
 
     X = mnist_like(20, seed=side, side=side) if side >= 17 else _noise(20, side)
     rows = np.arange(len(X))[::-1]
-    params = augment_params(kind, side)
+    params = augment_params(kind, side, **overrides)
     out = np.empty((len(rows), side * side), np.uint8)
     room = 7 + len(rows) * side * side + 16
     cols = np.full(room, 9999, kw.column_dtype(side * side))
