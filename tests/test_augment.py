@@ -203,8 +203,7 @@ def test_sparse_rows_written_with_the_images_are_the_trainers(side, kind, overri
     """augment_rows(sparse=...) writes each image's non-zero pixels as the first layer
     reads them (kernels.numba.work.sparse_rows of the bytes: same columns, same value
     bits), from the caller's first start on; sides whose pixels are not whole vectors;
-    elastic grids of up to 16 points a side (the lanes append their entries as they go)
-    and denser (sigma 0.2: the finished image compressed)."""
+    elastic grids of up to 16 points a side (sample16g) and denser (sigma 0.2: sample16e)."""
     from kernels.numba import work as kw
 
     X = mnist_like(20, seed=side, side=side) if side >= 17 else _noise(20, side)
