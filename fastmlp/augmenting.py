@@ -100,15 +100,26 @@ class Distorter:
         # rows, seed, epoch, the pieces left, the background job
         self.pending: tuple[np.ndarray, int, int, _Pieces, Future] | None = None
         self.order: np.ndarray | None = None
+        self.following: np.ndarray | None = None
         self.next_start = 0
         self.turn = 0  # the buffer the next chunk goes to
 
-    def plan(self, order: np.ndarray, seed: int, epoch: int) -> None:
-        """The rows of the coming epoch in order: start distorting its first chunk."""
+    def plan(self, order: np.ndarray, seed: int, epoch: int,
+             following: np.ndarray | None = None) -> None:  # fmt: skip
+        """The rows of the coming epoch in order: start distorting its first chunk (kept
+        if already made: the previous epoch's ``following``). ``following``: the next
+        epoch's order, whose first chunk is distorted while this epoch's last one trains."""
         if self.background is None:
             return
+        pending = self.pending
+        if pending is not None and (pending[1], pending[2]) == (seed, epoch):
+            first = pending[0]
+            if np.array_equal(first, order[: len(first)]):  # planned ahead: keep it
+                self.order, self.next_start, self.following = order, len(first), following
+                return
         self._drain()
         self.order, self.seed, self.epoch, self.next_start = order, seed, epoch, 0
+        self.following = following
         self._submit()
 
     def __call__(self, rows: np.ndarray, seed: int, epoch: int) -> Any:
@@ -139,8 +150,13 @@ class Distorter:
                        seed, epoch)  # fmt: skip
 
     def _submit(self) -> None:
-        if self.order is None or self.next_start >= len(self.order):
+        if self.order is None:
             return
+        if self.next_start >= len(self.order):  # on to the next epoch's first chunk
+            if self.following is None:
+                return
+            self.order, self.following = self.following, None
+            self.epoch, self.next_start = self.epoch + 1, 0
         rows = self.order[self.next_start : self.next_start + self.chunk]
         self.next_start += len(rows)
         pieces = self._pieces(rows, self.seed, self.epoch, PIECES)

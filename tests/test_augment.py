@@ -166,9 +166,13 @@ def test_two_threads_sharing_a_chunk_give_the_reference_bytes(kind):
     X = mnist_like(90, seed=4)
     distort = Distorter(X, kind, batch_size=4, backend="numba", chunks_per_epoch=3, threads=2)
     params = augment_params(kind, 28)
-    for epoch in (1, 2):
-        order = np.random.default_rng(epoch).permutation(len(X))
-        distort.plan(order, 6, epoch)
+    orders = [np.random.default_rng(epoch).permutation(len(X)) for epoch in (1, 2)]
+    for epoch, order in zip((1, 2), orders, strict=True):
+        # epoch 1 names epoch 2's order: its first chunk is made during epoch 1's last
+        made_ahead = distort.pending
+        distort.plan(order, 6, epoch, orders[1] if epoch == 1 else None)
+        if epoch == 2:  # kept, not made again
+            assert made_ahead is not None and distort.pending is made_ahead
         for start in range(0, len(X), distort.chunk):
             rows = order[start : start + distort.chunk]
             got = distort(rows, 6, epoch)
