@@ -14,6 +14,14 @@ them from the front, and the training thread, once done with its chunk, takes th
 from the back instead of waiting, so an epoch takes about (training + distortion) / 2
 where distorting costs more than training, not training + distortion. The bytes are the
 same either way: an image's distortion depends on its row, not on who makes it.
+
+With the numba backend the kernel also writes each distorted image's non-zero pixels as
+the compressed sparse rows the first layer reads, while the image is in the cache, and
+the chunk goes to ``train_steps`` as :class:`kernels.numba.SparseInputs` (the same
+entries ``train_steps`` would make from the bytes): the training thread does not scan the
+chunk again, and the two threads that distort share the work. Each piece writes into its
+own room (room for every pixel of its images), so a row's entries are found through a
+row map, the room a piece leaves unused lying in a CSR row no image maps to.
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ import threading
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
+from typing import Any
 
 import numpy as np
 
 from kernels import augment_reference
 
-PIECES = 8  # per chunk (~3,000 images): small enough to share, large enough to be cheap
+PIECES = 16  # per chunk (~2,500 images): small enough to share, large enough to be cheap
+LANES = 16  # entries the kernel's vector compress may write past an image's last
 
 
 class Distorter:
@@ -66,6 +76,7 @@ class Distorter:
                 f"{inputs.dtype} rows of {n_features} features"
             )
         self.background = None
+        self.sparse = backend == "numba"  # the kernel writes the rows' entries too
         inputs = np.ascontiguousarray(inputs)  # (the kernels read rows as flat vectors)
         if backend == "numba":
             from kernels import augment_numba  # compiled on first use only
@@ -85,52 +96,71 @@ class Distorter:
         self.kind = augment_reference.kind_code(kind)
         self.params = augment_reference.augment_params(kind, side)
         self.chunk = math.ceil(math.ceil(len(inputs) / batch_size) / chunks_per_epoch) * batch_size
-        self.buffers = [np.empty((self.chunk, n_features), np.uint8) for _ in range(2)]
+        self.buffers = [_Buffer(self.chunk, n_features, self.sparse) for _ in range(2)]
         # rows, seed, epoch, the pieces left, the background job
         self.pending: tuple[np.ndarray, int, int, _Pieces, Future] | None = None
         self.order: np.ndarray | None = None
+        self.following: np.ndarray | None = None
         self.next_start = 0
         self.turn = 0  # the buffer the next chunk goes to
 
-    def plan(self, order: np.ndarray, seed: int, epoch: int) -> None:
-        """The rows of the coming epoch in order: start distorting its first chunk."""
+    def plan(self, order: np.ndarray, seed: int, epoch: int,
+             following: np.ndarray | None = None) -> None:  # fmt: skip
+        """The rows of the coming epoch in order: start distorting its first chunk (kept
+        if already made: the previous epoch's ``following``). ``following``: the next
+        epoch's order, whose first chunk is distorted while this epoch's last one trains."""
         if self.background is None:
             return
+        pending = self.pending
+        if pending is not None and (pending[1], pending[2]) == (seed, epoch):
+            first = pending[0]
+            if np.array_equal(first, order[: len(first)]):  # planned ahead: keep it
+                self.order, self.next_start, self.following = order, len(first), following
+                return
         self._drain()
         self.order, self.seed, self.epoch, self.next_start = order, seed, epoch, 0
+        self.following = following
         self._submit()
 
-    def __call__(self, rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
-        """Distorted copies of ``X[rows]`` for pass ``epoch``: valid until the call after next."""
+    def __call__(self, rows: np.ndarray, seed: int, epoch: int) -> Any:
+        """Distorted copies of ``X[rows]`` for pass ``epoch``, valid until the call after
+        next: a uint8 array, or with the numba backend the same rows as
+        :class:`kernels.numba.SparseInputs`."""
         pending, self.pending = self.pending, None
         if pending is not None:
             planned, p_seed, p_epoch, pieces, job = pending
             pieces.work(self.kernel, from_back=True)  # help: the pieces not started yet
-            out = job.result()
+            job.result()
             if (p_seed, p_epoch) == (seed, epoch) and np.array_equal(planned, rows):
                 self._submit()  # the next chunk, into the other buffer, while this one trains
-                return out
+                return pieces.result()
             self.order = None  # not the planned chunk: back to distorting on this thread
-        out = self._buffer(len(rows))
-        self.kernel(out, self.inputs, rows, self.side, self.kind, self.params, seed, epoch)
-        return out
+        pieces = self._pieces(rows, seed, epoch, 1)
+        pieces.work(self.kernel)
+        return pieces.result()
 
-    def _buffer(self, n: int) -> np.ndarray:
-        """The next buffer's first n rows (grown when the warm-up's batch outgrows a chunk)."""
+    def _pieces(self, rows: np.ndarray, seed: int, epoch: int, count: int) -> _Pieces:
+        """``rows``' distortion in ``count`` pieces, into the next buffer (grown when the
+        warm-up's batch outgrows a chunk)."""
         turn, self.turn = self.turn, 1 - self.turn
-        if n > len(self.buffers[turn]):
-            self.buffers[turn] = np.empty((n, self.buffers[turn].shape[1]), np.uint8)
-        return self.buffers[turn][:n]
+        buffer = self.buffers[turn]
+        if len(rows) > buffer.rows:
+            buffer = self.buffers[turn] = _Buffer(len(rows), self.side**2, self.sparse)
+        return _Pieces(buffer, self.inputs, rows, count, self.side, self.kind, self.params,
+                       seed, epoch)  # fmt: skip
 
     def _submit(self) -> None:
-        if self.order is None or self.next_start >= len(self.order):
+        if self.order is None:
             return
+        if self.next_start >= len(self.order):  # on to the next epoch's first chunk
+            if self.following is None:
+                return
+            self.order, self.following = self.following, None
+            self.epoch, self.next_start = self.epoch + 1, 0
         rows = self.order[self.next_start : self.next_start + self.chunk]
         self.next_start += len(rows)
-        out = self._buffer(len(rows))
-        pieces = _Pieces(out, self.inputs, rows, self.side, self.kind, self.params, self.seed,
-                         self.epoch)  # fmt: skip
-        job = self.background.submit(lambda: (pieces.work(self.ahead_kernel), out)[1])
+        pieces = self._pieces(rows, self.seed, self.epoch, PIECES)
+        job = self.background.submit(pieces.work, self.ahead_kernel)
         self.pending = rows, self.seed, self.epoch, pieces, job
 
     def _drain(self) -> None:
@@ -140,15 +170,50 @@ class Distorter:
             self.pending = None
 
 
-class _Pieces:
-    """One chunk's distortion in :data:`PIECES` pieces, which two threads take, one from
-    the front, one from the back, until none is left (each with its own kernel scratch)."""
+class _Buffer:
+    """Where a chunk's distortions go: the images' bytes and, for the numba kernel, their
+    entries: room for every pixel of every image plus 16 a piece, a start per image and
+    per piece (the piece's unused room), and the row map."""
 
-    def __init__(self, out: np.ndarray, inputs: np.ndarray, rows: np.ndarray, *args) -> None:
-        self.out, self.inputs, self.rows, self.args = out, inputs, rows, args
-        self.bounds = np.linspace(0, len(rows), min(PIECES, len(rows)) + 1).astype(int)
+    def __init__(self, rows: int, n_features: int, sparse: bool) -> None:
+        self.rows = rows
+        self.out = np.empty((rows, n_features), np.uint8)
+        if sparse:
+            room = rows * n_features + (PIECES + 1) * LANES
+            self.cols = np.empty(room, np.uint16 if n_features <= 65536 else np.uint32)
+            self.vals = np.empty(room, np.float32)
+            self.starts = np.empty(rows + PIECES + 1, np.int64)
+
+
+class _Pieces:
+    """One chunk's distortion in pieces (:data:`PIECES` when shared), which two threads
+    take, one from the front, one from the back, until none is left (each with its own
+    kernel scratch). Piece p, images a..b-1, writes CSR rows a + p .. b - 1 + p from
+    entry ``a * n_features + p * 16``; CSR row b + p holds what it leaves unused."""
+
+    def __init__(self, buffer: _Buffer, inputs: np.ndarray, rows: np.ndarray, count: int,
+                 *args) -> None:  # fmt: skip
+        self.buffer, self.inputs, self.rows, self.args = buffer, inputs, rows, args
+        self.bounds = np.linspace(0, len(rows), min(count, len(rows)) + 1).astype(int)
         self.front, self.back = 0, len(self.bounds) - 1  # pieces front..back-1 are left
         self.lock = threading.Lock()
+
+    def result(self) -> Any:
+        """The distorted rows, once every piece is done: bytes, or the numba backend's
+        sparse rows (image j is CSR row j + its piece)."""
+        n = len(self.rows)
+        out = self.buffer.out[:n]
+        if not hasattr(self.buffer, "cols"):
+            return out
+        from kernels.numba import SparseInputs
+
+        pieces = len(self.bounds) - 1
+        starts = self.buffer.starts[: n + pieces + 1]
+        starts[-1] = n * out.shape[1] + pieces * LANES  # the last piece's room ends here
+        rowmap = np.arange(n, dtype=np.int64)
+        rowmap += np.repeat(np.arange(pieces, dtype=np.int64), np.diff(self.bounds))
+        return SparseInputs.from_parts(self.buffer.cols, self.buffer.vals, starts, rowmap,
+                                       out.shape[1])  # fmt: skip
 
     def work(self, kernel, from_back: bool = False) -> None:
         """Distort pieces until none is left."""
@@ -163,4 +228,10 @@ class _Pieces:
                     piece = self.front
                     self.front += 1
             a, b = self.bounds[piece], self.bounds[piece + 1]
-            kernel(self.out[a:b], self.inputs, self.rows[a:b], *self.args)
+            sparse = {}
+            if hasattr(self.buffer, "cols"):
+                buffer, width = self.buffer, self.buffer.out.shape[1]
+                starts = buffer.starts[a + piece : b + piece + 1]
+                starts[0] = a * width + piece * LANES
+                sparse = {"sparse": (buffer.cols, buffer.vals, starts)}
+            kernel(self.buffer.out[a:b], self.inputs, self.rows[a:b], *self.args, **sparse)

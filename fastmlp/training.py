@@ -186,14 +186,17 @@ def train(
     try:
         history.warmup_seconds = _warm_up(stepper, validation)
         report.warmed_up(history.warmup_seconds)
+        upcoming = None  # the next epoch's order, drawn one epoch ahead (the same draws)
         for epoch in range(1, options.epochs + 1):
-            order = rng.permutation(n) if options.shuffle else np.arange(n)
+            order = _order(rng, n, options.shuffle) if upcoming is None else upcoming
+            upcoming = _order(rng, n, options.shuffle) if epoch < options.epochs else None
             rates = learning_rates(
                 options.lr_schedule, options.lr, epoch - 1, options.epochs, steps_per_epoch
             )
             stepper.epoch = epoch  # the augmentation stream's counter
             if stepper.distort is not None:  # distort the next chunk while one trains
-                stepper.distort.plan(order, model.seed, epoch)
+                # (the next epoch's first one while this epoch's last one trains)
+                stepper.distort.plan(order, model.seed, epoch, upcoming)
             entry = _epoch(stepper, order, rates, report, epoch, options.epochs)
             if validation is not None:
                 scores = model.evaluate(*validation)
@@ -352,6 +355,11 @@ class _Stepper:
             raise _Diverged(str(float(bad[0])) if bad.size else "finite, the parameters not")
         self.step += len(rates)
         return losses, hits
+
+
+def _order(rng: np.random.Generator, n: int, shuffle: bool) -> np.ndarray:
+    """An epoch's rows in order: shuffled by the model's generator, or as they are."""
+    return rng.permutation(n) if shuffle else np.arange(n)
 
 
 def _warm_up(stepper: _Stepper, validation: tuple[np.ndarray, np.ndarray] | None) -> float:

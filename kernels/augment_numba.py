@@ -9,17 +9,26 @@ Same stream, same integer arithmetic, so the same bytes as the reference
   rows r and r + 1 interleaved;
 - only output pixels that can see ink are sampled. The bounding box of each image's
   non-zero pixels is found once per fit (:func:`bounding_boxes`); a pixel whose bilinear
-  footprint lies outside it is 0. Along each output row the affine part of the position
-  is a line, so the span that can reach the box (widened by the largest elastic
-  displacement) is solved for in integers, and the pixels outside it are left at 0.
-  MNIST digits fill about a third of the image.
+  footprint lies outside it is 0. Affine: along each output row the position is a line,
+  so the span that can reach the box is solved for, and the pixels outside it are left
+  at 0 (MNIST digits fill about a third of the image). Elastic: one rectangle of output
+  pixels per image, the box widened by the grid's largest displacement and mapped back
+  through the affine part, every row of it alike (per-row spans and maxima cost more in
+  branches than the lanes they save);
 - the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images,
-  and is interpolated down the grid's columns, then along a row, 16 pixels of a grid
-  cell at a time;
-- the next images' bytes are prefetched: a chunk's rows are scattered over the data set.
+  and is computed in the sampling lanes themselves (:func:`kernels.augment_simd.sample16g`):
+  the grid's rows around the output row interpolated down to it, then each lane's value
+  picked by its grid column (a variable permute) and interpolated along x, in 32-bit
+  lanes with the reference's integer rounding; no field is stored;
+- the next images' bytes are prefetched: a chunk's rows are scattered over the data set;
+- on request (``sparse``), each image's non-zero pixels are written as the compressed
+  sparse rows the numba backend's first layer reads, right after the image, while it is
+  in the cache: the trainer trains on them without scanning the chunk again.
 
-Per image on real MNIST (CPU time, rows scattered over the data set): shift 0.16 us,
-affine 0.75 us, elastic 1.7 us (before the vectors: 0.5, 2.4 and 3.9 us).
+Per image on real MNIST (CPU time, rows scattered over the data set, without / with the
+sparse rows): shift 0.19 / 0.22 us, affine 0.75-0.79 / 0.83 us, elastic 0.92-0.97 / 1.00
+us (before: elastic 1.53 us with the field interpolated per row into memory, and per-row
+spans; before the vectors: 0.5, 2.4 and 3.9 us).
 
 Images are split into one contiguous block per thread; each block owns its output rows
 and its slice of the scratch buffer, so no thread writes where another does and nothing is
@@ -34,8 +43,9 @@ from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
-from kernels.augment_simd import LANES, pair32, ramp16, sample16
+from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e, sample16g
 from kernels.numba.memory import prefetch
+from kernels.numba.work import INV255, compress_row
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
 
@@ -58,7 +68,8 @@ def _scratch_words(side):
     """int64 words of: the grid, the field along a row, the columns' cells and weights,
     the grid along a row (int32, two of each), the padded image's pairs of rows, the box."""
     padded = (2 * (side + 2) ** 2 + 7) // 8  # uint8: pairs of rows, interleaved
-    columns = (side + 1) * (side + LANES)  # int32: 2 axes, at most side + 1 grid columns
+    # int32: 2 axes, at most side + 1 grid columns (or the grid itself, 16 lanes of room)
+    columns = max((side + 1) * (side + LANES), 2 * (LANES + 1) * LANES)
     return 2 * (side + 1) ** 2, side + LANES, side + LANES, columns, padded, 4
 
 
@@ -81,15 +92,30 @@ def augment_rows(
     counter: int,
     scratch: np.ndarray | None = None,
     boxes: np.ndarray | None = None,
+    sparse: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Write a distorted copy of ``X[rows[i]]`` into ``out[i]``; see the reference.
 
     ``boxes``: :func:`bounding_boxes` of X (computed here when not given: pass it when
     calling again on the same X).
+
+    ``sparse``: ``(cols, vals, starts)``, also written: each image's non-zero pixels as
+    the compressed sparse rows the numba backend's first layer reads
+    (:func:`kernels.numba.work.sparse_rows` of ``out``, the same entries), made while the
+    image is in the cache, so the trainer need not scan the chunk again. Image i's
+    entries go to ``cols/vals[starts[i]:starts[i + 1]]``, from the ``starts[0]`` the
+    caller sets; cols (uint16, or uint32 past 65,536 pixels) are pixel numbers, vals
+    (float32) pixel / 255. cols and vals need room for ``starts[0] + len(rows) * side**2
+    + 16`` entries (16 past the last, which the vector compress writes); starts has
+    ``len(rows) + 1``. Only with a one-block scratch (one thread).
     """
     for name, array in (("out", out), ("X", X)):
         if not (array.ndim == 2 and array.flags.c_contiguous and array.dtype == np.uint8):
             raise ValueError(f"augment_rows needs {name} as a C-contiguous 2-D uint8 array")
+    cols = vals = starts = None
+    if sparse is not None:
+        cols, vals, starts = sparse
+        _check_sparse(cols, vals, starts, len(rows), side, scratch)
     if scratch is None:
         scratch = scratch_for(side)
     if boxes is None:
@@ -99,8 +125,30 @@ def augment_rows(
     rows = rows.astype(np.int64, copy=False)
     # One block runs without a parallel region: on a busy machine, waking a second thread
     # for every chunk costs more than the chunk's distortions (measured: 15 ms a call).
-    run = _augment_serial if scratch.shape[0] == 1 else _augment_parallel
-    run(out, X, rows, side, kind, params, seed64, base, scratch, boxes)
+    if scratch.shape[0] == 1:
+        _augment_serial(out, X, rows, side, kind, params, seed64, base, scratch, boxes, cols,
+                        vals, starts)  # fmt: skip
+    else:
+        _augment_parallel(out, X, rows, side, kind, params, seed64, base, scratch, boxes)
+
+
+def _check_sparse(cols, vals, starts, n, side, scratch):
+    """One line naming what is wrong with ``sparse`` (compiled code writes by index)."""
+    if scratch is not None and scratch.shape[0] != 1:
+        raise ValueError("augment_rows writes sparse rows with a one-block scratch only")
+    wide = np.uint16 if side * side <= 65536 else np.uint32
+    for name, array, dtype in (("cols", cols, wide), ("vals", vals, np.float32),
+                               ("starts", starts, np.int64)):  # fmt: skip
+        if not (isinstance(array, np.ndarray) and array.ndim == 1 and array.dtype == dtype
+                and array.flags.c_contiguous):  # fmt: skip
+            raise ValueError(
+                f"augment_rows needs sparse {name} as a contiguous {np.dtype(dtype)} vector"
+            )
+    if len(starts) != n + 1:
+        raise ValueError(f"augment_rows needs sparse starts of {n + 1} entries, got {len(starts)}")
+    room = int(starts[0]) + n * side * side + 16
+    if starts[0] < 0 or min(len(cols), len(vals)) < room:
+        raise ValueError(f"augment_rows needs sparse cols and vals of at least {room} entries")
 
 
 @njit(cache=True, nogil=True)
@@ -138,18 +186,22 @@ def _fixed(v):
 
 
 @njit(cache=True, nogil=True)
-def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, start, stop):
-    """Images start..stop-1, one after another, with one block's scratch."""
+def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, start, stop,
+                   cols, vals, starts):  # fmt: skip
+    """Images start..stop-1, one after another, with one block's scratch; with cols (not
+    None), each image's non-zero pixels appended to cols/vals from starts[start]."""
     grid, field, table, along, padded, limits = _views(work, side)
+    full = out.shape[1] - out.shape[1] % LANES  # columns the vector compress takes
+    k = 0 if cols is None else starts[start]
     if kind == 1:  # no elastic field: the kernel adds zeros to the affine positions
         field[:] = 0
-    elif kind >= 2:  # each column's grid cell, and the far point's weight x columns into one
+    elif kind >= 2:  # each column's grid cell, and the weight of the cell's far point there
         n = params.shape[0]
         step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         half = table.shape[0] // 2
         for x in range(half):
             cell = min(x // step, points - 2)
-            table[x], table[half + x] = cell, x * (ONE // step)
+            table[x], table[half + x] = cell, (x - cell * step) * (ONE // step)
     for i in range(start, stop):
         row = rows[i]
         if i + AHEAD < stop:  # (measured: 0.4 us an image of waiting for memory without)
@@ -163,6 +215,9 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
         else:
             _warp(out, i, X, row, key, side, kind, params, boxes[row], grid, field, table,
                   along, padded, limits)  # fmt: skip
+        if cols is not None:  # the image's entries, as the trainer's sparse_rows makes them
+            k = compress_row(cols, vals, k, out, i, full, INV255)
+            starts[i + 1] = k
 
 
 @njit(cache=True, inline="always")
@@ -177,10 +232,10 @@ def _views(work, side):
 
 
 @njit(cache=True, nogil=True)
-def _augment_serial(out, X, rows, side, kind, params, seed, base, scratch, boxes):
-    _augment_block(
-        out, X, rows, side, kind, params, seed, base, scratch[0], boxes, 0, rows.shape[0]
-    )
+def _augment_serial(out, X, rows, side, kind, params, seed, base, scratch, boxes, cols, vals,
+                    starts):  # fmt: skip
+    _augment_block(out, X, rows, side, kind, params, seed, base, scratch[0], boxes, 0,
+                   rows.shape[0], cols, vals, starts)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
@@ -190,9 +245,8 @@ def _augment_parallel(out, X, rows, side, kind, params, seed, base, scratch, box
     per = (n + blocks - 1) // blocks
     for b in prange(blocks):
         stop = min(n, (b + 1) * per)
-        _augment_block(
-            out, X, rows, side, kind, params, seed, base, scratch[b], boxes, b * per, stop
-        )
+        _augment_block(out, X, rows, side, kind, params, seed, base, scratch[b], boxes,
+                       b * per, stop, None, None, None)  # fmt: skip
 
 
 @njit(cache=True)
@@ -209,18 +263,41 @@ def _shift(out, i, X, row, key, side, params):
 
 
 @njit(cache=True, inline="always")
-def _span(s0, a, lo, hi, side):
+def _span(s0, a, inv, lo, hi, side):
     """The x in 0..side-1 (first, last) with lo <= s0 + a x <= hi, or a few more (first >
-    last: none). In floating point: a pixel too many only costs its exact test."""
+    last: none); inv is 1 / a (a != 0). In floating point: a pixel too many only costs
+    its exact test."""
     if a == 0:
         if lo <= s0 <= hi:
             return 0, side - 1
         return 1, 0
-    inv = 1.0 / a
     t1, t2 = (lo - s0) * inv, (hi - s0) * inv
     first = np.floor(max(min(t1, t2), -1.0)) - 1.0
     last = np.floor(min(max(t1, t2), float(side))) + 1.0
     return max(np.int64(first), 0), min(np.int64(last), side - 1)
+
+
+@njit(cache=True, inline="always")
+def _reach(a, b, ox, c, d, oy, lo_x, hi_x, lo_y, hi_y, side):
+    """(x0, x1, y0, y1): a rectangle of output pixels holding every (x, y) whose position
+    (a x + b y + ox, c x + d y + oy) can lie in [lo_x, hi_x] x [lo_y, hi_y] (16.16), or
+    a few more (x0 > x1 or y0 > y1: none): the box's corners mapped back, widened by a
+    pixel for the floating point. A map that (nearly) flattens the plane: every pixel."""
+    det = float(a) * float(d) - float(b) * float(c)
+    if abs(det) < 1e-6 * ONE * ONE:
+        return 0, side - 1, 0, side - 1
+    x_min, x_max, y_min, y_max = np.inf, -np.inf, np.inf, -np.inf
+    for k in range(4):
+        u = float(lo_x if k % 2 == 0 else hi_x) - ox
+        v = float(lo_y if k < 2 else hi_y) - oy
+        x, y = (d * u - b * v) / det, (a * v - c * u) / det
+        x_min, x_max = min(x_min, x), max(x_max, x)
+        y_min, y_max = min(y_min, y), max(y_max, y)
+    x0 = max(np.int64(np.floor(max(x_min, -2.0))) - 1, 0)
+    x1 = min(np.int64(np.floor(min(x_max, side + 1.0))) + 1, side - 1)
+    y0 = max(np.int64(np.floor(max(y_min, -2.0))) - 1, 0)
+    y1 = min(np.int64(np.floor(min(y_max, side + 1.0))) + 1, side - 1)
+    return x0, x1, y0, y1
 
 
 @njit(cache=True)
@@ -250,24 +327,39 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     # work: the grid's x displacements, its y ones (at most side + 1 points a side); along:
     # each column of the grid interpolated down to every row, x then y
     gy, ry, stride = (side + 1) ** 2, along.shape[0] // 2, side + LANES
-    weights = table[table.shape[0] // 2 :]
+    cells, weights = table[: table.shape[0] // 2], table[table.shape[0] // 2 :]
+    mx, my = np.int64(0), np.int64(0)  # the largest displacement of the grid, x and y
+    grid_rows, g2 = False, np.int64(0)
     if elastic:  # the grid: x displacements at work[0:], y at work[gy:]
         step, points = np.int64(params[n - 3]), np.int64(params[n - 2])
         amplitude = np.int64(params[n - 1])
         size = points * points
-        for j in range(2 * size):  # x components first, then y, as in the reference
-            k = np.int64(_draw(key, first + j) * np.float32(1 << 24))
-            work[j if j < size else gy + j - size] = ((2 * k - (1 << 24)) * amplitude) >> 24
-        # Down each grid column, y first as in the reference: 16 rows of a cell a step
-        # (a scalar loop over every row and column cost 0.4 us an image).
-        for k in range(points):
+        for axis in range(2):  # x components first, then y, as in the reference
+            at0, d0 = axis * gy, first + axis * size
+            for j in range(size):  # (branch-free: LLVM draws 8 at a time)
+                k = np.int64(_draw(key, d0 + j) * np.float32(1 << 24))
+                work[at0 + j] = ((2 * k - (1 << 24)) * amplitude) >> 24
+        for j in range(size):
+            mx, my = max(mx, abs(work[j])), max(my, abs(work[gy + j]))
+        # Interpolating rounds down between two values: the field never passes the
+        # grid's largest value (one more for safety; a wider span only costs tests).
+        mx, my = mx + 1, my + 1
+        # Up to 16 points a side, the lanes interpolate the grid's rows themselves
+        # (sample16g): the grid as int32 rows in `along`, x then y from g2.
+        grid_rows, g2 = points <= LANES, points * points + LANES
+        if grid_rows:
+            for j in range(size):
+                along[j], along[g2 + j] = work[j], work[gy + j]
+        # Else down each grid column, y first as in the reference: 16 rows of a cell a
+        # step (a scalar loop over every row and column cost 0.4 us an image).
+        for k in range(0 if grid_rows else points):
             for cy in range(points - 1):  # (cell points - 2 holds the last row)
                 y0, up, down = cy * step, cy * points + k, (cy + 1) * points + k
                 for j in range(y0, y0 + min(step, side - y0), LANES):
                     at = k * stride + j
-                    ramp16(along, at, work[up], work[down] - work[up], weights, j - y0)
+                    ramp16(along, at, work[up], work[down] - work[up], weights, j)
                     top, bottom = work[gy + up], work[gy + down]
-                    ramp16(along, ry + at, top, bottom - top, weights, j - y0)
+                    ramp16(along, ry + at, top, bottom - top, weights, j)
     x_lo, x_hi, y_lo, y_hi = box[0], box[1], box[2], box[3]
     image, source = out[i], X[row]  # flat views (the loop below becomes a memset)
     for p in range(side * side):  # 0 outside the spans sampled below
@@ -290,35 +382,36 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     lo_x, hi_x = (x_lo - 1) * ONE, (x_hi + 1) * ONE - 1
     lo_y, hi_y = (y_lo - 1) * ONE, (y_hi + 1) * ONE - 1
     limits[0], limits[1], limits[2], limits[3] = lo_x, hi_x, lo_y, hi_y
-    # the elastic field along a row (zeros when there is none), int32
-    xs, ys = field[: side + LANES], field[side + LANES :]
-    mx, my = np.int64(0), np.int64(0)
+    if elastic:  # every row alike: no per-row spans, no per-row branches
+        x0, x1, y0, y1 = _reach(a, b, ox, c, d, oy, lo_x - mx, hi_x + mx, lo_y - my,
+                                hi_y + my, side)  # fmt: skip
+        blocks = (x1 - x0 + LANES) // LANES
+        for y in range(y0, y1 + 1):
+            sx0, sy0 = b * y + ox, d * y + oy
+            o = (i * side + y) * side
+            top, wy = cells[y] * points, weights[y]  # the grid rows around y, and its weight
+            for k in range(blocks):  # the field computed in the lanes, from the grid
+                x = x0 + k * LANES
+                count = min(LANES, side - x)
+                if grid_rows:
+                    sample16g(out, o + x, padded, width, sx0, a, sy0, c, along, top, points,
+                              g2, wy, cells, weights, x, limits, count)  # fmt: skip
+                else:  # from the grid's columns interpolated down to every row
+                    sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
+                              cells, weights, x, cells[x], cells[x + count - 1], limits,
+                              count)  # fmt: skip
+        return
+    # the affine map's column steps, inverted once (the spans below solve for x)
+    inv_a, inv_c = 1.0 / a if a != 0 else 0.0, 1.0 / c if c != 0 else 0.0
+    zeros = field[: side + LANES]  # no elastic field: its lanes add zeros
     for y in range(side):
-        if elastic:  # the largest value of the grid interpolated to this row
-            mx, my = np.int64(0), np.int64(0)
-            for k in range(points):
-                at = k * stride + y
-                mx, my = max(mx, abs(along[at])), max(my, abs(along[ry + at]))
-            mx, my = mx + 1, my + 1  # interpolating rounds down: at most 1 past the grid's
         sx0, sy0 = b * y + ox, d * y + oy
-        f1, l1 = _span(sx0, a, lo_x - mx, hi_x + mx, side)
-        f2, l2 = _span(sy0, c, lo_y - my, hi_y + my, side)
+        f1, l1 = _span(sx0, a, inv_a, lo_x, hi_x, side)
+        f2, l2 = _span(sy0, c, inv_c, lo_y, hi_y, side)
         start, last = max(f1, f2), min(l1, l2)
-        if start > last:
-            continue
-        if elastic:  # the field along the row: a grid cell at a time, 16 columns a step
-            for cx in range(table[start], table[last] + 1):
-                at = cx * stride + y
-                left_x, left_y = np.int64(along[at]), np.int64(along[ry + at])
-                slope_x = along[at + stride] - left_x
-                slope_y = along[ry + at + stride] - left_y
-                x0 = cx * step
-                for j in range(x0, x0 + min(step, last + 1 - x0), LANES):
-                    ramp16(xs, j, left_x, slope_x, weights, j - x0)
-                    ramp16(ys, j, left_y, slope_y, weights, j - x0)
         # 16 pixels a step (lanes past the span: not stored), each gathered and weighed as
         # the reference's _bilinear does, 0 outside the box
         o = (i * side + y) * side
         for x in range(start, last + 1, LANES):
             count = min(LANES, last + 1 - x)
-            sample16(out, o + x, padded, width, sx0, a, sy0, c, xs, ys, x, limits, count)
+            sample16(out, o + x, padded, width, sx0, a, sy0, c, zeros, zeros, x, limits, count)

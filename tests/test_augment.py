@@ -166,15 +166,122 @@ def test_two_threads_sharing_a_chunk_give_the_reference_bytes(kind):
     X = mnist_like(90, seed=4)
     distort = Distorter(X, kind, batch_size=4, backend="numba", chunks_per_epoch=3, threads=2)
     params = augment_params(kind, 28)
-    for epoch in (1, 2):
-        order = np.random.default_rng(epoch).permutation(len(X))
-        distort.plan(order, 6, epoch)
+    orders = [np.random.default_rng(epoch).permutation(len(X)) for epoch in (1, 2)]
+    for epoch, order in zip((1, 2), orders, strict=True):
+        # epoch 1 names epoch 2's order: its first chunk is made during epoch 1's last
+        made_ahead = distort.pending
+        distort.plan(order, 6, epoch, orders[1] if epoch == 1 else None)
+        if epoch == 2:  # kept, not made again
+            assert made_ahead is not None and distort.pending is made_ahead
         for start in range(0, len(X), distort.chunk):
             rows = order[start : start + distort.chunk]
-            got = distort(rows, 6, epoch).copy()
-            ref = np.zeros_like(got)
+            got = distort(rows, 6, epoch)
+            ref = np.zeros((len(rows), 784), np.uint8)
             augment_reference.augment_rows(ref, X, rows, 28, kind_code(kind), params, 6, epoch)
-            np.testing.assert_array_equal(got, ref)
+            assert_entries_of(got, ref)
+
+
+def entries(sparse):
+    """Each row's (column numbers, value bits) of a :class:`kernels.numba.SparseInputs`."""
+    rowmap = np.arange(len(sparse)) if sparse.rowmap is None else sparse.rowmap
+    return [
+        (sparse.cols[a:b].tolist(), sparse.vals[a:b].view(np.int32).tolist())
+        for a, b in zip(sparse.starts[rowmap], sparse.starts[rowmap + 1], strict=True)
+    ]
+
+
+def assert_entries_of(sparse, images):
+    """``sparse`` holds exactly the entries the numba backend makes of ``images``."""
+    from kernels.numba import SparseInputs
+
+    assert isinstance(sparse, SparseInputs) and sparse.shape == images.shape
+    assert entries(sparse) == entries(SparseInputs(images))
+
+
+@pytest.mark.parametrize(
+    "side, kind, overrides",
+    [(side, kind, {}) for side in (5, 12, 17, 28) for kind in KINDS]
+    + [(28, "elastic", {"sigma": 0.2}), (17, "affine+elastic", {"sigma": 0.7})],
+)
+def test_sparse_rows_written_with_the_images_are_the_trainers(side, kind, overrides):
+    """augment_rows(sparse=...) writes each image's non-zero pixels as the first layer
+    reads them (kernels.numba.work.sparse_rows of the bytes: same columns, same value
+    bits), from the caller's first start on; sides whose pixels are not whole vectors;
+    elastic grids of up to 16 points a side (sample16g) and denser (sigma 0.2: sample16e)."""
+    from kernels.numba import work as kw
+
+    X = mnist_like(20, seed=side, side=side) if side >= 17 else _noise(20, side)
+    rows = np.arange(len(X))[::-1]
+    params = augment_params(kind, side, **overrides)
+    out = np.empty((len(rows), side * side), np.uint8)
+    room = 7 + len(rows) * side * side + 16
+    cols = np.full(room, 9999, kw.column_dtype(side * side))
+    vals, starts = np.full(room, np.nan, np.float32), np.full(len(rows) + 1, -1, np.int64)
+    starts[0] = 7
+    augment_numba.augment_rows(out, X, rows, side, kind_code(kind), params, 3, 1,
+                               sparse=(cols, vals, starts))  # fmt: skip
+    ref = np.empty_like(out)
+    augment_reference.augment_rows(ref, X, rows, side, kind_code(kind), params, 3, 1)
+    np.testing.assert_array_equal(out, ref)
+    c, v, s = kw.sparse_rows(ref, np.arange(len(rows)), kw.INV255)
+    np.testing.assert_array_equal(starts, s + 7)
+    np.testing.assert_array_equal(cols[7 : starts[-1]], c[: s[-1]])
+    np.testing.assert_array_equal(vals[7 : starts[-1]].view(np.int32), v[: s[-1]].view(np.int32))
+    assert starts[-1] > 7 + 3 * len(rows)  # some ink in every image
+
+
+def test_bad_sparse_arrays_are_refused_in_one_line():
+    X = mnist_like(4)
+    out, rows, params = np.empty((4, 784), np.uint8), np.arange(4), augment_params("affine")
+    room = 4 * 784 + 16
+    good = (np.zeros(room, np.uint16), np.zeros(room, np.float32), np.zeros(5, np.int64))
+    bad = [
+        ((good[0].astype(np.int32), good[1], good[2]), "cols as a contiguous uint16"),
+        ((good[0], good[1][:-1], good[2]), "at least 3152 entries"),
+        ((good[0], good[1], good[2][:4]), "starts of 5 entries"),
+    ]
+    for sparse, message in bad:
+        with pytest.raises(ValueError, match=message):
+            augment_numba.augment_rows(out, X, rows, 28, 1, params, 0, 0, sparse=sparse)
+    with pytest.raises(ValueError, match="one-block scratch"):
+        augment_numba.augment_rows(out, X, rows, 28, 1, params, 0, 0,
+                                   augment_numba.scratch_for(28, 2), sparse=good)  # fmt: skip
+
+
+def test_sparse_inputs_from_parts_check_their_rows():
+    from kernels.numba import SparseInputs
+
+    cols, vals = np.zeros(10, np.uint16), np.zeros(10, np.float32)
+    starts = np.array([0, 2, 5, 10], np.int64)
+    made = SparseInputs.from_parts(cols, vals, starts, np.array([2, 0], np.int64), 784)
+    assert made.shape == (2, 784) and len(made) == 2
+    with pytest.raises(ValueError, match="rowmap must index CSR rows 0 .. 2"):
+        SparseInputs.from_parts(cols, vals, starts, np.array([3], np.int64), 784)
+    with pytest.raises(ValueError, match="bound each row's entries"):
+        SparseInputs.from_parts(cols, vals, np.array([0, 2, 11, 10]), np.array([1]), 784)
+    with pytest.raises(ValueError, match="cols as a contiguous uint16"):
+        SparseInputs.from_parts(cols.astype(np.uint32), vals, starts, np.array([0]), 784)
+
+
+def test_training_on_the_kernels_sparse_rows_is_training_on_the_bytes(monkeypatch):
+    """The chunks' entries written by the kernel train to the very parameters the bytes
+    give (train_steps compresses those itself): same entries, same order, same sums."""
+    from fastmlp import augmenting
+
+    X, y = digits(300, seed=5)
+
+    def params():
+        model = MLP([SIDE * SIDE, 16, 4], seed=2)
+        model.fit(X, y, epochs=2, batch_size=8, progress=False, augment="elastic", threads=2)
+        return model.params
+
+    sparse = params()
+    monkeypatch.setattr(augmenting._Buffer, "__init__", _bytes_only)
+    np.testing.assert_array_equal(sparse, params())
+
+
+def _bytes_only(self, rows, n_features, sparse):
+    self.rows, self.out = rows, np.empty((rows, n_features), np.uint8)
 
 
 def test_elastic_field_is_as_strong_as_simards():

@@ -153,7 +153,38 @@ class SparseInputs:
     and read by every epoch: ``cols`` (uint16, uint32 past 65,536 columns), ``vals`` (float32, x/255 for uint8 pixels),
     ``starts`` (int64, row r's entries at ``starts[r]:starts[r+1]``). ``len()`` and ``shape``
     are those of the array it was built from. The copy does not follow later changes of
-    that array."""
+    that array. ``rowmap`` is None here; see :meth:`from_parts`."""
+
+    rowmap: np.ndarray | None = None
+
+    @classmethod
+    def from_parts(cls, cols: np.ndarray, vals: np.ndarray, starts: np.ndarray,
+                   rowmap: np.ndarray, n_features: int) -> SparseInputs:  # fmt: skip
+        """Rows already compressed elsewhere (``kernels.augment_numba.augment_rows``
+        writes distorted images this way): row r is CSR row ``rowmap[r]``, its entries
+        ``cols/vals[starts[rowmap[r]]:starts[rowmap[r] + 1]]`` (CSR rows no row maps to
+        may hold unused room). The arrays are used as given, not copied; their entries are
+        trusted (column numbers below n_features), the row bounds are checked."""
+        wide = kw.column_dtype(n_features)
+        for name, array, dtype in (("cols", cols, wide), ("vals", vals, np.float32),
+                                   ("starts", starts, np.int64), ("rowmap", rowmap, np.int64)):  # fmt: skip
+            if not (isinstance(array, np.ndarray) and array.ndim == 1
+                    and array.dtype == dtype and array.flags.c_contiguous):  # fmt: skip
+                raise ValueError(
+                    f"sparse inputs need {name} as a contiguous {np.dtype(dtype)} vector"
+                )
+        if len(rowmap) and (rowmap.min() < 0 or rowmap.max() >= len(starts) - 1):
+            raise ValueError(f"sparse inputs' rowmap must index CSR rows 0 .. {len(starts) - 2}")
+        first, last = starts[rowmap], starts[rowmap + 1]
+        if len(rowmap) and (first.min() < 0 or (last < first).any()
+                            or last.max() > min(len(cols), len(vals))):  # fmt: skip
+            raise ValueError(
+                "sparse inputs' starts must bound each row's entries within cols and vals"
+            )
+        self = cls.__new__(cls)
+        self.cols, self.vals, self.starts, self.rowmap = cols, vals, starts, rowmap
+        self.shape = (len(rowmap), int(n_features))
+        return self
 
     def __init__(self, X: np.ndarray) -> None:
         X = check_dense(X)
@@ -195,7 +226,7 @@ def _inputs(X, net, rows=None):
 
     def csr(rows):
         if isinstance(X, SparseInputs):
-            return Inputs(X.cols, X.vals, X.starts, rows)
+            return Inputs(X.cols, X.vals, X.starts, rows if X.rowmap is None else X.rowmap[rows])
         # a plain array: the CSR of just these rows, in their order (one pass, as an epoch
         # over the array would make anyway)
         cols, vals, starts = kw.sparse_rows(X, rows, _scale(X))
