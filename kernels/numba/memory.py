@@ -214,3 +214,45 @@ def prefetch_flat(typingctx, arr, i):
         return context.get_dummy_value()
 
     return types.none(arr, i), codegen
+
+
+@intrinsic
+def vstore_first(typingctx, arr, start, v, count):
+    """``arr[start:start+count] = v[:count]`` (count <= 16; the other lanes of memory are
+    neither read nor written: ``llvm.masked.store``, so the row of a (N, m) output that
+    ends at the end of the array, or where another thread's rows begin, is written alone)."""
+    if not (_is_f32_flat(arr) and isinstance(start, types.Integer) and v == f32x16
+            and isinstance(count, types.Integer)):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        vi32 = ir.VectorType(_I32, LANES)
+        n = context.cast(builder, args[3], sig.args[3], types.int32)
+        mask = builder.icmp_signed("<", ir.Constant(vi32, list(range(LANES))),
+                                   _splat(builder, n, vi32))  # fmt: skip
+        vptr = builder.bitcast(ptr, _VEC.as_pointer())
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_VEC, vptr.type, _I32, mask.type]),
+            "llvm.masked.store.v16f32.p0",
+        )  # fmt: skip
+        builder.call(fn, [args[2], vptr, ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+
+    return types.none(arr, start, v, count), codegen
+
+
+@intrinsic
+def fetch_add(typingctx, arr, i, v):
+    """Atomically ``old = arr[i]; arr[i] += v``; returns old (arr: flat int64, C order).
+    How forward's threads take blocks of rows from one counter."""
+    if not (_is_flat(arr) and arr.dtype == types.int64 and isinstance(i, types.Integer)
+            and isinstance(v, types.Integer)):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+
+    return types.int64(arr, i, v), codegen
