@@ -46,13 +46,15 @@ from kernels.numba.codes import (
     OptState,
     Targets,
 )
-from kernels.numba.evaluate import forward_dense_rows, forward_rows, loss_and_grads_rows, sum_rows
+from kernels.numba.evaluate import loss_and_grads_rows, sum_rows
+from kernels.numba.infer import forward_dense_rows, forward_rows
 from kernels.numba.simd import LANES
 from kernels.numba.split import train_loop_split
 from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
 
 BLOCK = 256  # rows per pass in forward and loss_and_grads
 FORWARD_MIN_ROWS = 1024  # forward gives each thread at least this many rows (~0.15 ms)
+SPARSE_HIDDEN = True  # forward: BLAS layers after a ReLU read their input as sparse rows
 
 
 def init_params(params, net, init, seed):
@@ -244,6 +246,9 @@ def _forward(params, net, X, check):
                                       g.net)  # fmt: skip
     else:  # an array: each block gathers its own rows' entries (no pass over X first)
         kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.layers, g.net)
+    # ReLU layers that training hands to BLAS read their input's non-zero entries instead
+    # (infer.after_first): column numbers within a row of activations are uint16
+    sparse = SPARSE_HIDDEN and net.activation == "relu" and g.arow + LANES < 2**16
     # Every thread, this one too, takes blocks of BLOCK rows from one counter (claims[0];
     # claims[1] counts the blocks done) until none is left: the kernels run without the
     # GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more), BLAS
@@ -261,9 +266,9 @@ def _forward(params, net, X, check):
         return (np.empty(BLOCK * X.shape[1] + LANES, kw.column_dtype(X.shape[1])), check)
 
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
-        jobs = [_forward_pool(os.getpid()).submit(kernel, *args, claims, BLOCK, *extra())
+        jobs = [_forward_pool(os.getpid()).submit(kernel, *args, claims, BLOCK, sparse, *extra())
                 for _ in range(threads - 1)]  # fmt: skip
-        bad = [kernel(*args, claims, BLOCK, *extra())]
+        bad = [kernel(*args, claims, BLOCK, sparse, *extra())]
         if claims[1] != -(-n // BLOCK):  # a block still running elsewhere, or a bad row
             bad += [job.result() for job in jobs]
     bad = [int(b) for b in bad if b >= 0]
