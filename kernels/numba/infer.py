@@ -125,8 +125,8 @@ def after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, spa
             below = layers[k - 1]
             if sparse and layer.path == PATH_BLAS and net.act == RELU:
                 sparse_hidden(pre, layer.aoff, arow, n, hidden[0], hidden[1], hidden[2], tiles,
-                              rowmap, act, below.aoff, layer.n_in, work, layer.woff,
-                              layer.boff, layer.stride)  # fmt: skip
+                              rowmap, post, act, below.aoff, layer.n_in, work, layer.woff,
+                              layer.boff, layer.stride, layer.path)  # fmt: skip
             else:
                 dense_forward(pre, layer.aoff, post, below.aoff, arow, n, layer.n_in, work,
                               layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
