@@ -203,7 +203,7 @@ def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, 
     if claims[0] * block >= n_rows:  # all taken already (a thread that started late)
         return -1
     pre, post, act, rowmap, hidden, tiles = block_scratch(block, layers, net, X.shape[1])
-    vals = np.empty(block * X.shape[1] + LANES, np.float32)
+    vals = np.empty(block * X.shape[1] + 4 * LANES, np.float32)  # (gather_tiles: 64 past)
     starts = np.empty(block + 1, np.int64)
     inputs = Inputs(cols, vals, starts, rowmap)
     nt = n_tiles(X.shape[1])

@@ -263,7 +263,7 @@ def _forward(params, net, X, check):
     def extra():  # the block's column numbers and the check, for a dense X (one per thread)
         if kernel is forward_rows:
             return ()
-        return (np.empty(BLOCK * X.shape[1] + LANES, kw.column_dtype(X.shape[1])), check)
+        return (np.empty(BLOCK * X.shape[1] + 4 * LANES, kw.column_dtype(X.shape[1])), check)
 
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
         jobs = [_forward_pool(os.getpid()).submit(kernel, *args, claims, BLOCK, sparse, *extra())

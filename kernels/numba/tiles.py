@@ -9,9 +9,10 @@ and values of the non-zero entries), with where each row's entries of each tile 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
-from kernels.numba.memory import at, compress_nonzero, vload, vstore
+from kernels.numba.memory import at, compress_bytes64, compress_nonzero, vload, vstore
 from kernels.numba.net import WIDE, dense_forward, sparse_forward
 from kernels.numba.simd import LANES, fma, vsplat
 
@@ -23,6 +24,27 @@ from kernels.numba.simd import LANES, fma, vsplat
 TILE = 256
 
 
+def compress64(cols, vals, k, X, r, c, scale):
+    """compress_nonzero of X[r, c:c+64] (compiled code only)."""
+    raise NotImplementedError
+
+
+@overload(compress64, inline="always")
+def _compress64(cols, vals, k, X, r, c, scale):
+    """uint8 X into uint16 column numbers: one compress of 64 bytes (compress_bytes64;
+    gather of the 10,000 test images, one core: 0.51 -> 0.34 ms); else four of 16."""
+    if X.dtype == types.uint8 and cols.dtype == types.uint16:
+        return lambda cols, vals, k, X, r, c, scale: compress_bytes64(cols, vals, k, X, r, c,
+                                                                      scale)  # fmt: skip
+
+    def four(cols, vals, k, X, r, c, scale):
+        for j in range(4):
+            k = compress_nonzero(cols, vals, k, X, r, c + j * LANES, 1, scale)
+        return k
+
+    return four
+
+
 @njit(cache=True, inline="always")
 def n_tiles(n_in):
     """Tiles of a layer of n_in inputs."""
@@ -31,7 +53,8 @@ def n_tiles(n_in):
 
 @njit(cache=True, inline="always")
 def gather_tiles(cols, vals, starts, tiles, n_tiles, X, r0, n, scale, tile):
-    """gather_rows, also noting where each row's entries of each `tile` columns begin:
+    """gather_rows (64 columns at a time: cols and vals need 64 entries of room past the
+    last), also noting where each row's entries of each `tile` columns begin:
     row b's entries of columns [t*tile, (t+1)*tile) at tiles[b, t]:tiles[b, t+1] (tiles
     (block, n_tiles + 1) or wider); the last tile takes every column from its start on."""
     full = X.shape[1] - X.shape[1] % LANES
@@ -42,7 +65,10 @@ def gather_tiles(cols, vals, starts, tiles, n_tiles, X, r0, n, scale, tile):
         for t in range(n_tiles):
             tiles[b, t] = k
             last = full if t == n_tiles - 1 else min((t + 1) * tile, full)
-            for c in range(t * tile, last, LANES):
+            wide = last - (last - t * tile) % 64
+            for c in range(t * tile, wide, 64):
+                k = compress64(cols, vals, k, X, r, c, scale)
+            for c in range(wide, last, LANES):
                 k = compress_nonzero(cols, vals, k, X, r, c, 1, scale)
         for i in range(full, X.shape[1]):
             x = X[r, i]
