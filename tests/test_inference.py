@@ -1,6 +1,6 @@
-"""The numba backend's inference path (kernels/numba/evaluate.py): its first layer over the
-outputs' lanes only, its threads, and the NaN / infinity check riding on the gather of
-float inputs."""
+"""The numba backend's inference path (kernels/numba/infer.py, tiles.py): its first layer
+over the outputs' lanes only and by tiles, its sparse ReLU layers, its threads, and the
+NaN / infinity check riding on the gather of float inputs."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ weights or more) is three sgemm calls; the first layer reads its input as compre
 sparse rows (about 150 entries of an MNIST row instead of 784 columns), built once per
 fit by :func:`prepare_inputs` whatever the input dtype, and prefetched ahead of the
 shuffled order; plain SGD updates the first layer's weights in place instead of through
-a gradient buffer. How the threads share the work: :mod:`kernels.numba.plan`. ``forward`` splits its rows
-between Python threads running compiled code without the GIL.
+a gradient buffer. How the threads share the work: :mod:`kernels.numba.plan`. ``forward``'s Python
+threads, running compiled code without the GIL, take blocks of rows from one counter
+(:mod:`kernels.numba.infer`).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class Geometry:
 
     def pack(self, flat):
         """The work vector of a flat parameter-like vector (64-byte aligned)."""
-        work = aligned_empty(self.pw)
+        work = kw.aligned_empty(self.pw)
         kw.pack(work, flat, self.layers)
         return work
 
@@ -120,20 +121,10 @@ class Geometry:
 
     def copies(self, work):
         """The weight copies (fan_out, S_in) of layers after the first on PATH_OWN."""
-        wc = aligned_empty(self.pc)
+        wc = kw.aligned_empty(self.pc)
         wc[:] = 0
         kw.refresh_copies(wc, work, self.layers)
         return wc
-
-
-def aligned_empty(n: int) -> np.ndarray:
-    """np.empty(n, float32) starting on a 64-byte boundary (NumPy gives 16): every 16-lane
-    weight row of the work layout is then one cache line, not two halves of two (NumPy's
-    usual offset of 16 or 48 bytes split every vector load: 784-64-64-10 inference's first
-    layer 2.95 -> 2.30 ms a pass, 784-256-256-10's 13.1 -> 9.0 ms, one core)."""
-    buf = np.empty(n + LANES, np.float32)
-    skip = (-buf.ctypes.data // 4) % LANES
-    return buf[skip : skip + n]
 
 
 @functools.lru_cache(maxsize=64)
