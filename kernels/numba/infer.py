@@ -115,18 +115,25 @@ def block_scratch(block, layers, net, fan_in):
 @njit(cache=True, inline="always")
 def after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, sparse):
     """The layers of a block after the first (whose pre-activations are in pre), as
-    passes.net_forward runs them, but with `sparse` a layer on PATH_BLAS after a ReLU reads
-    its input's non-zero entries instead (sparse_hidden)."""
+    passes.net_forward runs them, but with `sparse` (None or True) a layer on PATH_BLAS
+    after a ReLU reads its input's non-zero entries instead (sparse_hidden). Numba prunes
+    the branch of a None argument: a network without such a layer does not compile
+    sparse_hidden. (Inlined: as a function of its own, forward's first compile for
+    784-16-16-10 took ~0.4 s more CPU time; base 2.9-3.1 s, inlined 3.2-3.4 s.)"""
     arow = net.arow
     n_layers = layers.shape[0]
     for k in range(n_layers):
         layer = layers[k]
         if k > 0:
             below = layers[k - 1]
-            if sparse and layer.path == PATH_BLAS and net.act == RELU:
-                sparse_hidden(pre, layer.aoff, arow, n, hidden[0], hidden[1], hidden[2], tiles,
-                              rowmap, post, act, below.aoff, layer.n_in, work, layer.woff,
-                              layer.boff, layer.stride, layer.path)  # fmt: skip
+            if sparse is not None:
+                if layer.path == PATH_BLAS and net.act == RELU:
+                    sparse_hidden(pre, layer.aoff, arow, n, hidden[0], hidden[1], hidden[2],
+                                  tiles, rowmap, post, act, below.aoff, layer.n_in, work,
+                                  layer.woff, layer.boff, layer.stride, layer.path)  # fmt: skip
+                else:
+                    dense_forward(pre, layer.aoff, post, below.aoff, arow, n, layer.n_in, work,
+                                  layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
             else:
                 dense_forward(pre, layer.aoff, post, below.aoff, arow, n, layer.n_in, work,
                               layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
@@ -190,12 +197,15 @@ def first_bad_row(vals, starts, n):
 
 
 @njit(cache=True, nogil=True)
-def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, cols, check):
+def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, tiled, cols,
+                       check):  # fmt: skip
     """forward_rows for the rows of an array X (uint8 or float32): each block's non-zero
     entries gathered into scratch first (cols: block * fan_in + 16 column numbers, of the
     type training uses), no pass over the whole array before.
 
-    With `check` (a float X) each block's gathered entries are checked finite first:
+    `tiled` (None or True: a first layer of 64 lanes or more) runs the first layer by
+    tiles; `sparse` as after_first. With `check` (a float X) each block's gathered
+    entries are checked finite first:
     returns the first row of X holding NaN or infinity in the blocks this thread took (it
     takes no more blocks then, and that block is not counted done), else -1.
     """
@@ -209,7 +219,9 @@ def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, 
     nt = n_tiles(X.shape[1])
     first = layers[0]
     qb = first_lanes(layers)
-    wide = qb - qb % WIDE  # lanes the tiles take; sparse_forward the rest, 16 at a time
+    wide = np.int64(0)  # lanes the tiles take; sparse_forward the rest, 16 at a time
+    if tiled is not None:  # (None: a first layer under 64 lanes, no tiles compiled)
+        wide = qb - qb % WIDE
     while True:
         start = fetch_add(claims, 0, 1) * block
         if start >= n_rows:
@@ -220,7 +232,7 @@ def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, 
             bad = first_bad_row(vals, starts, n)
             if bad >= 0:
                 return start + bad
-        if wide > 0:
+        if tiled is not None:
             sparse_forward_tiles(pre, first.aoff, net.arow, n, cols, vals, tiles, nt, work,
                                  first.woff, work, first.boff, first.stride, wide)  # fmt: skip
         first_forward(pre, n, inputs, np.int64(0), work, layers, net, wide, qb)
