@@ -1,6 +1,6 @@
-"""The numba backend's inference path (kernels/numba/evaluate.py): its first layer over the
-outputs' lanes only, its threads, and the NaN / infinity check riding on the gather of
-float inputs."""
+"""The numba backend's inference path (kernels/numba/infer.py, tiles.py): its first layer
+over the outputs' lanes only and by tiles, its sparse ReLU layers, its threads, and the
+NaN / infinity check riding on the gather of float inputs."""
 
 from __future__ import annotations
 
@@ -103,3 +103,25 @@ def test_predict_and_evaluate_refuse_inputs_not_finite(threads, backend, bad):
     X[1900, 400] = 0.5
     assert model.predict_proba(X).shape == (2500, 10)
     assert model.evaluate(X, y)["confusion_matrix"].sum() == 2500
+
+
+@pytest.mark.parametrize("shift", [0.0, 10.0], ids=["half-zero", "dense"])
+def test_sparse_relu_layer_matches_numpy_dense_or_not(small_blocks, threads, shift):
+    """A ReLU layer that training hands to BLAS reads its input's non-zero entries in
+    forward (infer.after_first), or runs sgemm for a block more than 7/8 non-zero: both
+    against the NumPy backend, the same bits on 1 and 2 threads, uint8 = prepared."""
+    small_blocks(True)
+    net = Net((100, 130, 70, 10))  # 130 x 70 weights: BLAS; 130 inputs: past one 128-lane tile
+    params = np.empty(net.n_params, np.float32)
+    kernels.backend("numpy").init_params(params, net, "he_uniform", 3)
+    params[100 * 130 : 100 * 130 + 130] += np.float32(shift)  # the first layer's bias
+    X = inputs(203, 100, 4)
+    nb, expected = kernels.backend("numba"), kernels.backend("numpy").forward(params, net, X)
+    runs = []
+    for n_threads in (1, 2):
+        threads(n_threads)
+        for data in (X, nb.prepare_inputs(X)):
+            runs.append(nb.forward(params, net, data))
+            np.testing.assert_allclose(runs[-1], expected, rtol=1e-5, atol=1e-6)
+    for out in runs[1:]:
+        np.testing.assert_array_equal(out, runs[0])

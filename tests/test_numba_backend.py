@@ -237,7 +237,8 @@ def test_bad_arguments_are_refused():
 # ---------------------------------------------------------------------------------------
 
 
-LOOP_MODULES = ("kernels.numba.passes", "kernels.numba.train", "kernels.numba.evaluate")
+LOOP_MODULES = ("kernels.numba.passes", "kernels.numba.train", "kernels.numba.evaluate",
+                "kernels.numba.infer", "kernels.numba.tiles")  # fmt: skip
 
 
 @functools.cache
@@ -264,7 +265,7 @@ def uninlined():
 
 def hot_kernels():
     """The compiled kernels a training step and a forward pass run, callers before callees."""
-    from kernels.numba import heads, net, work
+    from kernels.numba import heads, infer, net, tiles, work
 
     for name in ["train_loop", "forward_dense_rows", "rows_grad", "scales", "net_forward",
                  "net_head", "net_backward"]:  # fmt: skip
@@ -272,8 +273,10 @@ def hot_kernels():
     # (gather_rows, compress_row, xent_grad, mse, argmax, sigmoid are inlined into these)
     for name in ["sparse_rows_fill", "sparse_forward", "transpose_rows", "sparse_backward",
                  "dense_forward", "dense_backward", "bias_backward", "activation_forward",
-                 "activation_backward", "loss_head", "softmax"]:  # fmt: skip
-        yield name, next(getattr(m, name) for m in (net, heads, work) if hasattr(m, name))
+                 "activation_backward", "loss_head", "softmax", "softmax_out", "sparse_hidden",
+                 "sparse_forward_tiles"]:  # fmt: skip
+        yield name, next(getattr(m, name) for m in (net, heads, work, infer, tiles)
+                         if hasattr(m, name))  # fmt: skip
 
 
 def run_every_path():
@@ -283,6 +286,11 @@ def run_every_path():
             for optimizer in OPTIMIZERS.values():
                 train("numba", net, X, targets, params, optimizer, np.arange(9), 4, 1, calls=1)
             nb.forward(params, net, X)
+    # inference's tiles (a first layer of 64 lanes or more) and sparse hidden layer (a ReLU
+    # layer that training hands to BLAS)
+    net, X, _, params = problem((100, 128, 64, 10), "relu", "softmax", "cross_entropy", 9, True,
+                                10)  # fmt: skip
+    nb.forward(params, net, X)
 
 
 def typed_source(kernel, sig):

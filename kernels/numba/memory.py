@@ -214,3 +214,130 @@ def prefetch_flat(typingctx, arr, i):
         return context.get_dummy_value()
 
     return types.none(arr, i), codegen
+
+
+@intrinsic
+def vstore_first(typingctx, arr, start, v, count):
+    """``arr[start:start+count] = v[:count]`` (count <= 16; the other lanes of memory are
+    neither read nor written: ``llvm.masked.store``, so the row of a (N, m) output that
+    ends at the end of the array, or where another thread's rows begin, is written alone)."""
+    if not (_is_f32_flat(arr) and isinstance(start, types.Integer) and v == f32x16
+            and isinstance(count, types.Integer)):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        vi32 = ir.VectorType(_I32, LANES)
+        n = context.cast(builder, args[3], sig.args[3], types.int32)
+        mask = builder.icmp_signed("<", ir.Constant(vi32, list(range(LANES))),
+                                   _splat(builder, n, vi32))  # fmt: skip
+        vptr = builder.bitcast(ptr, _VEC.as_pointer())
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_VEC, vptr.type, _I32, mask.type]),
+            "llvm.masked.store.v16f32.p0",
+        )  # fmt: skip
+        builder.call(fn, [args[2], vptr, ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+
+    return types.none(arr, start, v, count), codegen
+
+
+@intrinsic
+def fetch_add(typingctx, arr, i, v):
+    """Atomically ``old = arr[i]; arr[i] += v``; returns old (arr: flat int64, C order).
+    How forward's threads take blocks of rows from one counter."""
+    if not (_is_flat(arr) and arr.dtype == types.int64 and isinstance(i, types.Integer)
+            and isinstance(v, types.Integer)):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+
+    return types.int64(arr, i, v), codegen
+
+
+@intrinsic
+def compress_bytes64(typingctx, idx, val, k, X, r, start, scale):
+    """compress_nonzero of 64 uint8 columns at once: X[r, start:start+64]'s non-zero bytes
+    (values times ``scale`` into val, float32; column numbers into idx, uint16) appended
+    from k; returns the new k. One 64-byte compare and one byte compress (vpcompressb), the
+    column numbers by two 32-lane word compresses; 64 entries of room past the last one
+    kept. Half the work a row of MNIST costs 16 columns at a time."""
+    if not (
+        isinstance(idx, types.Array) and idx.dtype == types.uint16 and idx.ndim == 1
+        and _is_f32_flat(val)
+        and isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C"
+        and X.dtype == types.uint8
+        and all(isinstance(t, types.Integer) for t in (k, r, start))
+        and scale == types.float32
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        idx_t, val_t, k_t, x_t, r_t, start_t, _ = sig.args
+        a_idx, a_val, a_k, a_x, a_r, a_start, a_scale = args
+        intp = context.get_value_type(types.intp)
+        k = context.cast(builder, a_k, k_t, types.intp)
+        r = context.cast(builder, a_r, r_t, types.intp)
+        start = context.cast(builder, a_start, start_t, types.intp)
+        xa = context.make_array(x_t)(context, builder, a_x)
+        ncols = builder.extract_value(xa.shape, 1)
+        i8, i16, i1 = ir.IntType(8), ir.IntType(16), ir.IntType(1)
+        v64 = ir.VectorType(i8, 64)
+        src = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), start)], inbounds=True)
+        xv = builder.load(builder.bitcast(src, v64.as_pointer()), align=1)
+        mask = builder.icmp_unsigned("!=", xv, ir.Constant(v64, None))
+        fb = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v64, [v64, mask.type, v64]),
+            "llvm.experimental.vector.compress.v64i8",
+        )  # fmt: skip
+        cb = builder.call(fb, [xv, mask, ir.Constant(v64, None)])
+        v32w = ir.VectorType(i16, 32)
+        m32 = ir.VectorType(i1, 32)
+        fw = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v32w, [v32w, m32, v32w]),
+            "llvm.experimental.vector.compress.v32i16",
+        )  # fmt: skip
+        base = _splat32w(builder, builder.trunc(start, i16))
+        ia = context.make_array(idx_t)(context, builder, a_idx)
+        va = context.make_array(val_t)(context, builder, a_val)
+        at = k
+        for half in range(2):
+            mh = builder.shuffle_vector(mask, mask, ir.Constant(ir.VectorType(_I32, 32),
+                                        list(range(32 * half, 32 * half + 32))))  # fmt: skip
+            ids = builder.add(base, ir.Constant(v32w, list(range(32 * half, 32 * half + 32))))
+            cw = builder.call(fw, [ids, mh, ir.Constant(v32w, None)])
+            builder.store(cw, builder.bitcast(builder.gep(ia.data, [at], inbounds=True),
+                                              v32w.as_pointer()), align=2)  # fmt: skip
+            if half == 0:
+                i32 = ir.IntType(32)
+                pop32 = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(i32, [i32]), "llvm.ctpop.i32"
+                )
+                n0 = builder.call(pop32, [builder.bitcast(mh, i32)])
+                at = builder.add(k, builder.zext(n0, intp))
+        sc = _splat(builder, a_scale, _VEC)
+        for quarter in range(4):
+            q = builder.shuffle_vector(cb, cb, ir.Constant(ir.VectorType(_I32, LANES),
+                                       list(range(16 * quarter, 16 * quarter + 16))))  # fmt: skip
+            f = builder.fmul(builder.uitofp(q, _VEC), sc)
+            dst = builder.gep(va.data, [builder.add(k, ir.Constant(intp, 16 * quarter))],
+                              inbounds=True)  # fmt: skip
+            builder.store(f, builder.bitcast(dst, _VEC.as_pointer()), align=4)
+        i64 = ir.IntType(64)
+        pop64 = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [i64]), "llvm.ctpop.i64"
+        )
+        count = builder.call(pop64, [builder.bitcast(mask, i64)])
+        return context.cast(builder, builder.add(k, builder.zext(count, intp) if count.type != intp
+                                                  else count), types.intp, sig.return_type)  # fmt: skip
+
+    return k(idx, val, k, X, r, start, scale), codegen
+
+
+def _splat32w(builder, value):
+    vty = ir.VectorType(ir.IntType(16), 32)
+    one = builder.insert_element(ir.Constant(vty, None), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, 32), None))

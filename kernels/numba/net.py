@@ -225,7 +225,11 @@ def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s, path):
     b = 0
     while b + 4 <= n:
         r0, r1, r2, r3 = b * arow + i0, (b + 1) * arow + i0, (b + 2) * arow + i0, (b + 3) * arow + i0
-        for q in range(0, s, LANES):
+        pairs = s - s % (2 * LANES)
+        for q in range(0, pairs, 2 * LANES):  # two vectors: eight add chains, not four
+            dense_rows4x2(out, b * arow + o0 + q, arow, inp, r0, r1, r2, r3, n_in, wt, w0 + q,
+                          bias, b0 + q, s)  # fmt: skip
+        for q in range(pairs, s, LANES):
             a0 = vload(bias, b0 + q)
             a1 = a0
             a2 = a0
@@ -251,6 +255,43 @@ def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s, path):
                 a0 = fma(vsplat(at(inp, r0 + i)), vload(wt, base + i * s), a0)
             vstore(out, b * arow + o0 + q, a0)
         b += 1
+
+
+@njit(cache=True, inline="always")
+def dense_rows4x2(out, o, arow, inp, r0, r1, r2, r3, n_in, wt, base, bias, bq, s):
+    """32 lanes of four rows of dense_forward (inputs at r0..r3, outputs from `o`, a row
+    apart): eight accumulators, each one lane block's sum in the order the 16-lane loop
+    adds it (the same bits), but eight chains of multiply-adds in flight rather than four
+    (an FMA's latency is four of its issue slots: four chains kept two FMA units half
+    idle). 784-64-64-10 inference, the 64-64 layer: ~0.9 -> ~0.5 ms a pass on one core."""
+    a0 = vload(bias, bq)
+    a1, a2, a3 = a0, a0, a0
+    c0 = vload(bias, bq + LANES)
+    c1, c2, c3 = c0, c0, c0
+    for i in range(n_in):
+        row = base + i * s
+        w = vload(wt, row)
+        v = vload(wt, row + LANES)
+        x0 = vsplat(at(inp, r0 + i))
+        x1 = vsplat(at(inp, r1 + i))
+        x2 = vsplat(at(inp, r2 + i))
+        x3 = vsplat(at(inp, r3 + i))
+        a0 = fma(x0, w, a0)
+        a1 = fma(x1, w, a1)
+        a2 = fma(x2, w, a2)
+        a3 = fma(x3, w, a3)
+        c0 = fma(x0, v, c0)
+        c1 = fma(x1, v, c1)
+        c2 = fma(x2, v, c2)
+        c3 = fma(x3, v, c3)
+    vstore(out, o, a0)
+    vstore(out, o + arow, a1)
+    vstore(out, o + 2 * arow, a2)
+    vstore(out, o + 3 * arow, a3)
+    vstore(out, o + LANES, c0)
+    vstore(out, o + arow + LANES, c1)
+    vstore(out, o + 2 * arow + LANES, c2)
+    vstore(out, o + 3 * arow + LANES, c3)
 
 
 @njit(cache=True)

@@ -8,8 +8,9 @@ weights or more) is three sgemm calls; the first layer reads its input as compre
 sparse rows (about 150 entries of an MNIST row instead of 784 columns), built once per
 fit by :func:`prepare_inputs` whatever the input dtype, and prefetched ahead of the
 shuffled order; plain SGD updates the first layer's weights in place instead of through
-a gradient buffer. How the threads share the work: :mod:`kernels.numba.plan`. ``forward`` splits its rows
-between Python threads running compiled code without the GIL.
+a gradient buffer. How the threads share the work: :mod:`kernels.numba.plan`. ``forward``'s Python
+threads, running compiled code without the GIL, take blocks of rows from one counter
+(:mod:`kernels.numba.infer`).
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ from kernels.numba.codes import (
     OptState,
     Targets,
 )
-from kernels.numba.evaluate import forward_dense_rows, forward_rows, loss_and_grads_rows, sum_rows
+from kernels.numba.evaluate import loss_and_grads_rows, sum_rows
+from kernels.numba.infer import forward_dense_rows, forward_rows
 from kernels.numba.simd import LANES
 from kernels.numba.split import train_loop_split
 from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
 
 BLOCK = 256  # rows per pass in forward and loss_and_grads
 FORWARD_MIN_ROWS = 1024  # forward gives each thread at least this many rows (~0.15 ms)
+SPARSE_HIDDEN = True  # forward: BLAS layers after a ReLU read their input as sparse rows
 
 
 def init_params(params, net, init, seed):
@@ -108,8 +111,8 @@ class Geometry:
         self.uses_blas = PATH_BLAS in path
 
     def pack(self, flat):
-        """The work vector of a flat parameter-like vector."""
-        work = np.empty(self.pw, np.float32)
+        """The work vector of a flat parameter-like vector (64-byte aligned)."""
+        work = kw.aligned_empty(self.pw)
         kw.pack(work, flat, self.layers)
         return work
 
@@ -118,7 +121,8 @@ class Geometry:
 
     def copies(self, work):
         """The weight copies (fan_out, S_in) of layers after the first on PATH_OWN."""
-        wc = np.zeros(self.pc, np.float32)
+        wc = kw.aligned_empty(self.pc)
+        wc[:] = 0
         kw.refresh_copies(wc, work, self.layers)
         return wc
 
@@ -254,37 +258,47 @@ def _forward(params, net, X, check):
     check_params(params, net)
     n, csr = _inputs(X, net)
     g = geometry(net, BLOCK)
-    out = np.empty((n, net.sizes[-1]), np.float32)
+    m = net.sizes[-1]
+    out = np.empty(n * m, np.float32)  # (N, m) rows, flat for the kernels' masked stores
     if n == 0:
-        return out, -1
+        return out.reshape(n, m), -1
     work = g.pack(params)
     if isinstance(X, SparseInputs):
         kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.layers,
                                       g.net)  # fmt: skip
     else:  # an array: each block gathers its own rows' entries (no pass over X first)
         kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.layers, g.net)
-    # One slice of the rows per thread, this one taking the first: the kernels run without
-    # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more),
-    # BLAS on one thread within each. Slices are cut at whole blocks, so every block holds
-    # the same rows whatever the thread count (sgemm's sums depend on the block's rows):
-    # the outputs are the same bits on any number of threads.
+    # ReLU layers that training hands to BLAS read their input's non-zero entries instead
+    # (infer.after_first): column numbers within a row of activations are uint16
+    # (None rather than False: Numba prunes the branch, the kernel is not compiled)
+    sparse = SPARSE_HIDDEN and net.activation == "relu" and g.uses_blas and g.arow + LANES < 2**16
+    sparse = True if sparse else None
+    tiled = True if padded(net.sizes[1]) >= kn.WIDE else None
+    tail = (sparse,) if kernel is forward_rows else (sparse, tiled)
+    # Every thread, this one too, takes blocks of BLOCK rows from one counter (claims[0];
+    # claims[1] counts the blocks done) until none is left: the kernels run without the
+    # GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more), BLAS
+    # on one thread within each. A thread that starts late (a busy core) takes fewer blocks
+    # instead of holding the others up, and once every block is done this thread returns
+    # without waiting for one that has not started. A block holds the same rows whatever
+    # thread takes it (sgemm's sums depend on the block's rows): the outputs are the same
+    # bits on any number of threads.
     threads = max(1, min(numba.get_num_threads(), n // FORWARD_MIN_ROWS))
-    cuts = [n * t // threads // BLOCK * BLOCK for t in range(threads)] + [n]
+    claims = np.zeros(2, np.int64)
 
     def extra():  # the block's column numbers and the check, for a dense X (one per thread)
         if kernel is forward_rows:
             return ()
-        return (np.empty(BLOCK * X.shape[1] + LANES, kw.column_dtype(X.shape[1])), check)
+        return (np.empty(BLOCK * X.shape[1] + 4 * LANES, kw.column_dtype(X.shape[1])), check)
 
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
-        jobs = [
-            _forward_pool(os.getpid()).submit(kernel, *args, a, b, BLOCK, *extra())
-            for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
-        ]
-        bad = [kernel(*args, cuts[0], cuts[1], BLOCK, *extra())]
-        bad += [job.result() for job in jobs]
-    bad = [int(b) for b in bad if b is not None and b >= 0]
-    return out, min(bad, default=-1)
+        jobs = [_forward_pool(os.getpid()).submit(kernel, *args, claims, BLOCK, *tail, *extra())
+                for _ in range(threads - 1)]  # fmt: skip
+        bad = [kernel(*args, claims, BLOCK, *tail, *extra())]
+        if claims[1] != -(-n // BLOCK):  # a block still running elsewhere, or a bad row
+            bad += [job.result() for job in jobs]
+    bad = [int(b) for b in bad if b >= 0]
+    return out.reshape(n, m), min(bad, default=-1)
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """One block of rows through the network: forward, loss head and backward, for the loops.
 
-The compiled loops (:mod:`kernels.numba.train`, :mod:`kernels.numba.evaluate`) run a batch
-or a block of rows through these. They are thin glue over the layer kernels of
+The compiled loops (:mod:`kernels.numba.train`, :mod:`kernels.numba.evaluate`; the first
+layer of :mod:`kernels.numba.infer`) run a batch or a block of rows through these. They are thin glue over the layer kernels of
 :mod:`kernels.numba.net` and :mod:`kernels.numba.heads`, and ``inline="always"``: typed
 straight into their caller, no compiled module of their own. Each compiled function has
 its own LLVM module, into which the code of every function it calls is linked, then

@@ -227,6 +227,45 @@ def _reduce(name, ordered):
     return maker
 
 
+@intrinsic
+def vfirst(typingctx, v, count, fill):
+    """Lanes 0..count-1 of ``v``, the rest ``fill`` (float32): the m real lanes of a row."""
+    if not (v == f32x16 and isinstance(count, types.Integer) and fill == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vi32 = ir.VectorType(_I32, LANES)
+        n = context.cast(builder, args[1], sig.args[1], types.int32)
+        lanes = builder.insert_element(ir.Constant(vi32, None), n, ir.Constant(_I32, 0))
+        lanes = builder.shuffle_vector(lanes, lanes, ir.Constant(vi32, None))
+        mask = builder.icmp_signed("<", ir.Constant(vi32, list(range(LANES))), lanes)
+        one = builder.insert_element(ir.Constant(_VEC, None), args[2], ir.Constant(_I32, 0))
+        fill = builder.shuffle_vector(one, one, ir.Constant(vi32, None))
+        return builder.select(mask, args[0], fill)
+
+    return f32x16(v, count, fill), codegen
+
+
+@intrinsic
+def vhsum(typingctx, v):
+    """Sum of the 16 lanes as a tree (lanes i and i+8, then i and i+4, ...): four dependent
+    adds, not vsum's sixteen; the same order every time."""
+    if v != f32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        x = args[0]
+        width = LANES
+        while width > 1:
+            width //= 2
+            hi = ir.Constant(ir.VectorType(_I32, LANES),
+                             [i + width if i < width else i for i in range(LANES)])  # fmt: skip
+            x = builder.fadd(x, builder.shuffle_vector(x, x, hi))
+        return builder.extract_element(x, ir.Constant(_I32, 0))
+
+    return types.float32(v), codegen
+
+
 vsum = intrinsic(_reduce("fadd", ordered=True))
 vsum.__doc__ = "Sum of the 16 lanes, added in lane order (float32)."
 vmaxlane = intrinsic(_reduce("fmax", ordered=False))
