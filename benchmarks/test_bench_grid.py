@@ -24,6 +24,14 @@ import pytest
 from peers import FitTrainer, NumpyLoopTrainer, TorchTrainer
 
 THREADS = 2  # every contestant may use the machine's two cores
+# Seconds of rest before each contestant's epoch. A peer's BLAS threads keep spinning after
+# its last call: NumPy's OpenBLAS worker for ~0.1 s (measured: 100-110 ms of CPU time while
+# the caller sleeps, after a loop of sgemm), PyTorch's OpenMP threads for ~10 ms. Whoever
+# ran next started its epoch on one free core of two: the 0.1 s epochs of 128-64 at batch 32
+# read 99 ms (uint8) against 133 ms (float32 x / 255), the float32 run having followed the
+# NumPy loop or PyTorch in 4 of 5 rounds and the uint8 one in 2 (the same order every
+# configuration: one seed). Not counted in any time.
+SETTLE = 0.15
 GRID = [
     ((16, 16), 32),
     ((64, 64), 32),
@@ -64,6 +72,7 @@ def test_grid(run, benchmark, data, full, hidden, batch):
 
     def one_round():
         for name in rng.permutation(list(contestants)):
+            time.sleep(SETTLE)
             took = _timed(contestants[name])
             if name.startswith("fastmlp"):  # fit's own epoch time, and the whole call
                 seconds[f"{name} fit"].append(took * 60_000 / rows)

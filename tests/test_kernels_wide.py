@@ -256,6 +256,38 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
         assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
 
 
+@pytest.mark.parametrize("width", [17, 256])
+@pytest.mark.parametrize(("batch", "name"), [(8, "sgd"), (149, "sgd"), (149, "momentum")])
+def test_split_loop_small_batches(numba_paths, monkeypatch, width, batch, name):
+    """train_loop_split ending on a batch of one row: a thread with no rows (its slice of
+    the rows empty, its share of the weights still stepped), against NumPy, repeatable."""
+    from kernels.numba import network, plan
+    from kernels.numba.codes import Inputs
+
+    numba_paths(True)
+    monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
+    net, params = problem(width, seed=21)
+    X = sparse_inputs(150, True, 22)
+    y = np.random.default_rng(23).integers(0, 10, len(X))
+    order = np.random.default_rng(24).permutation(len(X))[: 2 * batch + 1]  # last batch: 1 row
+    lrs = np.full(3, 0.05, np.float32)
+    inputs = kernels.backend("numba").prepare_inputs(X)
+    csr = Inputs(inputs.cols, inputs.vals, inputs.starts, order)
+    assert plan.plan_threads(network.geometry(net, batch), net, csr, batch, 2) == ("split", 2)
+    runs = []
+    for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, name)
+        losses, hits = kb.train_steps(p, state, net, kb.prepare_inputs(X), y, order, batch, lrs,
+                                      Optimizer(name), 0, threads)  # fmt: skip
+        runs.append((losses, hits, p))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(runs[0][0], runs[2][0], rtol=2e-5)
+    np.testing.assert_array_equal(runs[0][1], runs[2][1])
+    assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
+
+
 def test_strides_avoid_multiples_of_256_lanes():
     """16 lanes more where the padded width is a multiple of 256 (1 KB weight rows alias in
     the cache); the others as rounded up to 16."""
