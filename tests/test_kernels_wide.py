@@ -267,9 +267,9 @@ def test_split_loop_small_batches(numba_paths, monkeypatch, width, batch, name):
     numba_paths(True)
     monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
     net, params = problem(width, seed=21)
-    X = sparse_inputs(150, True, 22)
+    X = sparse_inputs(2 * batch + 1, True, 22)
     y = np.random.default_rng(23).integers(0, 10, len(X))
-    order = np.random.default_rng(24).permutation(len(X))[: 2 * batch + 1]  # last batch: 1 row
+    order = np.random.default_rng(24).permutation(len(X))  # the last batch: 1 row
     lrs = np.full(3, 0.05, np.float32)
     inputs = kernels.backend("numba").prepare_inputs(X)
     csr = Inputs(inputs.cols, inputs.vals, inputs.starts, order)
