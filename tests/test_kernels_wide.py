@@ -288,6 +288,38 @@ def test_split_loop_small_batches(numba_paths, monkeypatch, width, batch, name):
     assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
 
 
+@pytest.mark.parametrize("width", [48, 256])
+def test_split_loop_mse_tanh_matches_numpy(numba_paths, monkeypatch, width):
+    """train_loop_split with tanh hidden layers and a sigmoid output under MSE (the rows
+    pass's other activation and loss branches), against NumPy, repeatable."""
+    from kernels.numba import network, plan
+    from kernels.numba.codes import Inputs
+
+    numba_paths(True)
+    monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
+    net = Net((N_IN, width, width, 10), "tanh", "sigmoid", "mse")
+    params = (np.random.default_rng(31).standard_normal(net.n_params) / np.sqrt(width))
+    params = params.astype(np.float32)
+    X = sparse_inputs(150, False, 32)
+    target = np.eye(10, dtype=np.float32)[np.random.default_rng(33).integers(0, 10, len(X))]
+    order = np.random.default_rng(34).permutation(len(X))
+    lrs = np.full(4, 0.1, np.float32)
+    inputs = kernels.backend("numba").prepare_inputs(X)
+    csr = Inputs(inputs.cols, inputs.vals, inputs.starts, order)
+    assert plan.plan_threads(network.geometry(net, 40), net, csr, 40, 2) == ("split", 2)
+    runs = []
+    for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, "sgd")
+        losses, hits = kb.train_steps(p, state, net, kb.prepare_inputs(X), target, order, 40,
+                                      lrs, Optimizer("sgd"), 0, threads)  # fmt: skip
+        runs.append((losses, hits, p))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(runs[0][0], runs[2][0], rtol=2e-5)
+    assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
+
+
 def test_strides_avoid_multiples_of_256_lanes():
     """16 lanes more where the padded width is a multiple of 256 (1 KB weight rows alias in
     the cache); the others as rounded up to 16."""
