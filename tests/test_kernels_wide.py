@@ -216,15 +216,19 @@ def test_prepare_inputs_is_the_csr_of_every_row(uint8):
 @pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 256, 1000])
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("output", ["blas", "own"])
-def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output):
-    """Every layer split between two threads by lanes, BLAS inside (train_loop_split, made to
-    run at every width; the 10-wide output layer on BLAS too, or on our kernels as chosen
-    for real): NumPy's results to rounding, and the same floats run after run."""
+@pytest.mark.parametrize("split", ["rows", "lanes"])
+def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output,
+                                              split):  # fmt: skip
+    """A network with BLAS layers on two threads, BLAS inside each (made to run at every
+    width; the 10-wide output layer on BLAS too, or on our kernels as chosen for real):
+    train_loop_split (rows, then weights) or train_loop_split_lanes (every layer by lanes,
+    as on many threads): NumPy's results to rounding, and the same floats run after run."""
     from kernels.numba import net as kn
     from kernels.numba import network, plan
     from kernels.numba.codes import Inputs
 
     numba_paths(True)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MAX_THREADS", 2 if split == "rows" else 1)
     if output == "own":
         if width < 32:
             pytest.skip("every layer would be on our kernels")

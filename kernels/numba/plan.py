@@ -22,6 +22,13 @@ LANES_MIN_BATCH = 16
 ROWS_PER_THREAD = 32
 # Fewest lanes of its widest layer a thread gets in train_loop_split (one WIDE block).
 SPLIT_LANES_PER_THREAD = 64
+# Most threads a "split" plan runs as kernels.numba.split.train_loop_split (two parallel
+# loops a batch, the forward pass split by rows); above, train_loop_split_lanes (every
+# layer split by lanes, as measured on 16 cores: an sgemm on the few rows each of 16
+# threads would get repacks the whole weight matrix per call). Row split measured on 2
+# cores only (its total work equals the lane split's; it has 2 fork/joins a batch
+# instead of 5 for 784-256-256-10, and no serial loss, bias or output-layer passes).
+ROW_SPLIT_MAX_THREADS = 2
 
 
 def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:

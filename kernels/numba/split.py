@@ -22,7 +22,8 @@ Every float is written by exactly one thread; the rows' losses are summed in thr
 a run repeats exactly for a given thread count. With momentum, Adam or weight decay the
 first layer's weights (owned by lanes, not contiguous) take their step in a third loop.
 The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as the
-loops of :mod:`kernels.numba.train`.
+loops of :mod:`kernels.numba.train`. Up to ``plan.ROW_SPLIT_MAX_THREADS`` threads; above,
+:mod:`kernels.numba.split_lanes` (a few rows a thread make an sgemm repack all the weights).
 """
 
 from __future__ import annotations
