@@ -34,8 +34,9 @@ ROW_SPLIT_MAX_THREADS = 2
 def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:
     """(loop, threads it runs on) for batches of ``rows`` rows and at most ``threads`` threads.
 
-    * "split" (train_loop_split): a network with BLAS layers, every layer split by lanes,
-      at most one thread per WIDE block of its widest layer;
+    * "split": a network with BLAS layers, at most one thread per WIDE block of its
+      widest layer: train_loop_split (rows, then weights) up to ROW_SPLIT_MAX_THREADS
+      threads, train_loop_split_lanes (every layer by lanes) above;
     * "lanes" (train_loop_lanes): a wide first layer that is the larger part of the work,
       at most one thread per WIDE block of it;
     * "rows" (train_loop_threads): batches of PARALLEL_MIN_BATCH rows or more, at least
