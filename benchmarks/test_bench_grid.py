@@ -24,13 +24,13 @@ import pytest
 from peers import FitTrainer, NumpyLoopTrainer, TorchTrainer
 
 THREADS = 2  # every contestant may use the machine's two cores
-# Seconds of rest before each contestant's epoch. A peer's BLAS threads keep spinning after
-# its last call: NumPy's OpenBLAS worker for ~0.1 s (measured: 100-110 ms of CPU time while
-# the caller sleeps, after a loop of sgemm), PyTorch's OpenMP threads for ~10 ms. Whoever
-# ran next started its epoch on one free core of two: the 0.1 s epochs of 128-64 at batch 32
-# read 99 ms (uint8) against 133 ms (float32 x / 255), the float32 run having followed the
-# NumPy loop or PyTorch in 4 of 5 rounds and the uint8 one in 2 (the same order every
-# configuration: one seed). Not counted in any time.
+# Seconds of rest before each contestant's epoch, not timed. A peer's BLAS threads keep
+# spinning after its last call: NumPy's OpenBLAS worker for ~0.1 s (100-110 ms of CPU time
+# while the caller sleeps, after a loop of sgemm), PyTorch's OpenMP threads for ~10 ms.
+# Whoever ran next started on one free core of two: in the grid of 2026-11-27 04:26 the
+# fastmlp epoch right after the NumPy loop took 1.4-1.65x its time in the same round
+# without (128-64 at batch 32: 0.153 vs 0.099 s, 0.133 vs 0.092; 256-256 at 128: 0.346
+# vs 0.231), which made uint8 and float32 inputs look 1.34x and 1.27x apart.
 SETTLE = 0.15
 GRID = [
     ((16, 16), 32),
