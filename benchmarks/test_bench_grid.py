@@ -28,7 +28,7 @@ THREADS = 2  # every contestant may use the machine's two cores
 # spinning after its last call: NumPy's OpenBLAS worker for ~0.1 s (100-110 ms of CPU time
 # while the caller sleeps, after a loop of sgemm), PyTorch's OpenMP threads for ~10 ms.
 # Whoever ran next started on one free core of two: in the grid of 2026-11-27 04:26 the
-# fastmlp epoch right after the NumPy loop took 1.4-1.65x its time in the same round
+# fastmlp epoch right after the NumPy loop took ~1.5x its time in the same round
 # without (128-64 at batch 32: 0.153 vs 0.099 s, 0.133 vs 0.092; 256-256 at 128: 0.346
 # vs 0.231), which made uint8 and float32 inputs look 1.34x and 1.27x apart.
 SETTLE = 0.15
