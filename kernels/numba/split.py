@@ -57,6 +57,17 @@ def slice_of(s, t, shards):
 
 
 @njit(cache=True)
+def first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb):
+    """Lanes qa..qb-1 of the first layer's pre-activations and activations, n rows."""
+    first = layers[0]
+    sparse_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
+                   inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride, qa,
+                   qb)  # fmt: skip
+    real = min(max(first.n_out - qa, 0), qb - qa)
+    activation_forward(post, pre, first.aoff + qa, net.arow, n, real, qb - qa, net.act)
+
+
+@njit(cache=True)
 def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, layers, net,
               dscale):  # fmt: skip
     """Rows b0..b1-1 of the batch at r0 forward through every layer, through the loss head
@@ -72,16 +83,11 @@ def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, laye
     arow = net.arow
     o = b0 * arow
     n_layers = layers.shape[0]
-    first = layers[0]
-    sparse_forward(pre, first.aoff + o, arow, m, inputs.cols, inputs.vals, inputs.starts,
-                   inputs.rowmap, r0 + b0, work, first.woff, work, first.boff, first.stride,
-                   np.int64(0), first.stride)  # fmt: skip
-    for k in range(n_layers):
+    for k in range(1, n_layers):  # (the first layer: first_lanes, before)
         layer = layers[k]
         at = layer.aoff + o
-        if k > 0:
-            dense_forward(pre, at, post, layers[k - 1].aoff + o, arow, m, layer.n_in, work,
-                          layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
+        dense_forward(pre, at, post, layers[k - 1].aoff + o, arow, m, layer.n_in, work,
+                      layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
         if k < n_layers - 1:
             activation_forward(post, pre, at, arow, m, layer.n_out, layer.stride, net.act)
         elif net.out_act != SOFTMAX:
@@ -142,6 +148,8 @@ def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, 
     part_loss = np.zeros(shards, np.float32)
     part_hits = np.zeros(shards, np.int64)
     first_w = layers[0].boff  # the first layer's weights: work[0:first_w]
+    s0 = layers[0].stride
+    blocks = -(-s0 // WIDE)
     for j in range(losses.shape[0]):
         r0 = j * batch_size
         n = min(batch_size, n_rows - r0)
@@ -149,6 +157,9 @@ def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, 
         step = step0 + j + 1
         alpha = -lr if in_place else ONE
         dscale, lscale = batch_scales(net, n, n_classes, totals, j)
+        for t in prange(shards):
+            qa, qb = lane_cut(s0, blocks, t, shards)
+            first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb)
         for t in prange(shards):
             part_loss[t], part_hits[t] = rows_pass(
                 pre, post, delta, lse, n * t // shards, n * (t + 1) // shards, inputs, targets,
