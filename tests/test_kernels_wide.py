@@ -229,6 +229,7 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
 
     numba_paths(True)
     monkeypatch.setattr(plan, "ROW_SPLIT_MAX_THREADS", 2 if split == "rows" else 1)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MIN_ROWS", 1)
     if output == "own":
         if width < 32:
             pytest.skip("every layer would be on our kernels")
@@ -270,6 +271,7 @@ def test_split_loop_small_batches(numba_paths, monkeypatch, width, batch, name):
 
     numba_paths(True)
     monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MIN_ROWS", 1)
     net, params = problem(width, seed=21)
     X = sparse_inputs(2 * batch + 1, True, 22)
     y = np.random.default_rng(23).integers(0, 10, len(X))
@@ -301,6 +303,7 @@ def test_split_loop_mse_tanh_matches_numpy(numba_paths, monkeypatch, width):
 
     numba_paths(True)
     monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MIN_ROWS", 1)
     net = Net((N_IN, width, width, 10), "tanh", "sigmoid", "mse")
     params = (np.random.default_rng(31).standard_normal(net.n_params) / np.sqrt(width))
     params = params.astype(np.float32)

@@ -353,7 +353,7 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     # BLAS on one thread inside Numba's threads (train_loop_split); all of them for train_loop
     blas = _blas_limit(1 if threads > 1 else threads_asked)
     with blas if g.uses_blas else contextlib.nullcontext():
-        if loop == "split" and threads <= plan.ROW_SPLIT_MAX_THREADS:
+        if loop == "split" and plan.split_by_rows(min(batch_size, len(order)), threads):
             train_loop_split(*args, threads)
         elif loop == "split":
             train_loop_split_lanes(*args, threads)

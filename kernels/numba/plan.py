@@ -29,6 +29,17 @@ SPLIT_LANES_PER_THREAD = 64
 # cores only (its total work equals the lane split's; it has 2 fork/joins a batch
 # instead of 5 for 784-256-256-10, and no serial loss, bias or output-layer passes).
 ROW_SPLIT_MAX_THREADS = 2
+# Fewest rows a thread gets for that loop. Measured on 2 cores (load ~2, interleaved, s per
+# epoch, lane split vs rows): 256-256 batch 32 0.446 vs 0.485 (rows slower: each thread's
+# sgemm on 16 rows, and all of the later layers' weights in each core's L2); batch 128
+# 0.297/0.298/0.291 vs 0.249/0.270/0.270.
+ROW_SPLIT_MIN_ROWS = 64
+
+
+def split_by_rows(rows: int, threads: int) -> bool:
+    """Whether a "split" plan of ``threads`` threads on batches of ``rows`` rows runs
+    train_loop_split (rows, then weights) rather than train_loop_split_lanes."""
+    return threads <= ROW_SPLIT_MAX_THREADS and rows // threads >= ROW_SPLIT_MIN_ROWS
 
 
 def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:
