@@ -1,17 +1,22 @@
-"""Networks with BLAS layers on several threads (``train_loop_split``): two parallel loops
-a batch, BLAS on one thread inside each slice.
+"""Networks with BLAS layers on 2 threads and batches of 64 rows a thread or more
+(``train_loop_split``, see ``plan.split_by_rows``): three parallel loops a batch, BLAS on
+one thread inside each slice.
 
 Giving the threads to BLAS (``train_loop`` with BLAS's own threads) leaves everything
 between the sgemm calls on one thread: the sparse first layer, activations, the optimizer
 step. On 16 cores that serial part was ~4.6 s of a 5 s epoch of 784-1024-1024-10 at batch
 128. Running the sparse first layer on Numba's threads between BLAS's calls instead made
 two pools spin against each other (7.0 s against 2.1 s on 2 cores). So here there is one
-pool, Numba's, and each batch is two parallel loops over the threads (a loop is a fork and
-a join: ~5-9 us on 2 cores, 1,875 batches an epoch at batch 32):
+pool, Numba's, and each batch is three parallel loops over the threads (a loop is a fork
+and a join: ~5-9 us on 2 cores), where the lane split has five for 784-256-256-10 and
+runs the loss, the bias gradients and the 10-wide layer on one thread:
+
+* first layer (:func:`first_lanes`): thread t owns whole WIDE blocks of its lanes, as in
+  the weights loop, so each core reads only its half of the first layer's weights (784 x
+  272 floats are 853 KB; L2 is 1 MB);
 
 * rows (:func:`rows_pass`): thread t owns a slice of the batch's rows and takes them
-  through every layer forward (the first layer's sparse product, one sgemm per BLAS layer
-  on its rows), the loss head, and back down to the first layer's output gradient (dinp
+  through every later layer forward (one sgemm per BLAS layer on its rows), the loss head, and back down to the first layer's output gradient (dinp
   of each layer, times the activation's derivative): none of it needs another row;
 * weights (:func:`weights_pass`): thread t owns a slice of every layer's parameters: the
   first layer's lanes (whole WIDE blocks; its weight gradient in place for plain SGD), a
