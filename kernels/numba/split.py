@@ -14,10 +14,10 @@ runs the loss, the bias gradients and the 10-wide layer on one thread:
 * first layer (:func:`first_lanes`): thread t owns whole WIDE blocks of its lanes, as in
   the weights loop, so each core reads only its half of the first layer's weights (784 x
   272 floats are 853 KB; L2 is 1 MB);
-
 * rows (:func:`rows_pass`): thread t owns a slice of the batch's rows and takes them
-  through every later layer forward (one sgemm per BLAS layer on its rows), the loss head, and back down to the first layer's output gradient (dinp
-  of each layer, times the activation's derivative): none of it needs another row;
+  through every later layer forward (one sgemm per BLAS layer on its rows), the loss
+  head, and back down to the first layer's output gradient (dinp of each layer, times
+  the activation's derivative): none of it needs another row;
 * weights (:func:`weights_pass`): thread t owns a slice of every layer's parameters: the
   first layer's lanes (whole WIDE blocks; its weight gradient in place for plain SGD), a
   slice of the input rows of each later layer's weight (one sgemm over the whole batch)
@@ -25,7 +25,7 @@ runs the loss, the bias gradients and the 10-wide layer on one thread:
 
 Every float is written by exactly one thread; the rows' losses are summed in thread order:
 a run repeats exactly for a given thread count. With momentum, Adam or weight decay the
-first layer's weights (owned by lanes, not contiguous) take their step in a third loop.
+first layer's weights (owned by lanes, not contiguous) take their step in a fourth loop.
 The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as the
 loops of :mod:`kernels.numba.train`. Up to ``plan.ROW_SPLIT_MAX_THREADS`` threads; above,
 :mod:`kernels.numba.split_lanes` (a few rows a thread make an sgemm repack all the weights).
