@@ -112,17 +112,20 @@ INFER_WIDTHS = [(16, 16), (64, 64), (256, 256), (800,), (1024, 1024)]
 
 @pytest.mark.parametrize("hidden", INFER_WIDTHS, ids=["-".join(map(str, h)) for h in INFER_WIDTHS])
 def test_inference_grid(run, benchmark, data, full, hidden):
-    """Probabilities of the 10,000 test images: ``MLP.predict_proba`` on the uint8 images,
-    against the NumPy loop's forward (``x @ W + b``, on float32 made once) and PyTorch
-    (no_grad), interleaved as test_grid; weights from one round of training on 4,096
-    images (realistic activations, for ReLU's zeros)."""
+    """Probabilities of the 10,000 test images: ``MLP.predict_proba`` on the uint8 images
+    and on float32 x / 255 (made once, as the peers' inputs; predict_proba checks it for
+    NaN and infinity every call), against the NumPy loop's forward (``x @ W + b``) and
+    PyTorch (no_grad), interleaved as test_grid; weights from one round of training on
+    4,096 images (realistic activations, for ReLU's zeros)."""
     from fastmlp import MLP
 
     Xt, yt = data["Xt"], data["yt"]
     model = MLP((Xt.shape[1], *hidden, 10))
     model.fit(data["X"][:4096], data["y"][:4096], epochs=1, progress=False)
     numpy_loop = NumpyLoopTrainer(Xt, yt, len(Xt), hidden=hidden)
+    Xf = Xt.astype(np.float32) / np.float32(255)
     contestants = {"fastmlp uint8": lambda: model.predict_proba(Xt),
+                   "fastmlp float32": lambda: model.predict_proba(Xf),
                    "numpy loop": numpy_loop.forward}  # fmt: skip
     try:
         import torch

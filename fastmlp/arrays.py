@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 
-def as_inputs(X: Any, width: int) -> np.ndarray:
+def as_inputs(X: Any, width: int, finite: bool = True) -> np.ndarray:
     """Rows of ``width`` features: uint8 stays uint8 (read as x/255), the rest float32.
 
     Images (N, 28, 28) become rows of 784; one row of ``width`` values becomes (1, width).
-    Float inputs are checked for NaN and infinity (uint8 cannot hold them).
+    Float inputs are checked for NaN and infinity (uint8 cannot hold them), unless
+    ``finite`` is False: the caller checks them then (see :func:`non_finite_row`).
     """
     X = np.asarray(X)
     if X.dtype == np.bool_ or not np.issubdtype(X.dtype, np.number):
@@ -35,7 +36,8 @@ def as_inputs(X: Any, width: int) -> np.ndarray:
         )
     if X.dtype != np.uint8:
         X = X.astype(np.float32, copy=False)
-        _check_finite(X, "inputs")
+        if finite:
+            _check_finite(X, "inputs")
     return np.ascontiguousarray(X)
 
 
@@ -81,7 +83,13 @@ def _check_finite(rows: np.ndarray, what: str = "inputs") -> None:
     if rows.size == 0 or (np.isfinite(rows.min()) and np.isfinite(rows.max())):
         return
     bad = int(np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))[0])
-    raise ValueError(f"{what} row {bad} holds NaN or infinity: {_short(rows[bad])}")
+    non_finite_row(rows, bad, what)
+
+
+def non_finite_row(rows: np.ndarray, bad: int, what: str = "inputs") -> None:
+    """Raise the error for row ``bad`` of ``rows`` holding NaN or infinity (-1: none)."""
+    if bad >= 0:
+        raise ValueError(f"{what} row {bad} holds NaN or infinity: {_short(rows[bad])}")
 
 
 def _short(value: Any) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 import kernels
 from fastmlp import validation as check
-from fastmlp.arrays import as_inputs, as_targets
+from fastmlp.arrays import as_inputs, as_targets, non_finite_row
 from fastmlp.datasets import holdout_indices
 from fastmlp.sample_weights import as_sample_weight, require_sample_weight
 from fastmlp.training import EarlyStopping, History, TrainingOptions, train
@@ -254,7 +254,18 @@ class MLP:
 
     def feedforward(self, X: Any) -> np.ndarray:
         """Outputs of the last layer (probabilities for softmax), one row per example."""
-        return self.kernels.forward(self.params, self.net, self.prepare_inputs(X))
+        return self._outputs(X)[0]
+
+    def _outputs(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(outputs, inputs as the kernels read them); NaN and infinity checked by the numba
+        backend on its way through a float input (``forward_checked``), else here first."""
+        checked = getattr(self.kernels, "forward_checked", None)
+        inputs = as_inputs(X, self.sizes[0], finite=checked is None)
+        if checked is None:
+            return self.kernels.forward(self.params, self.net, inputs), inputs
+        outputs, bad = checked(self.params, self.net, inputs)
+        non_finite_row(inputs, bad)
+        return outputs, inputs
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (softmax) or output activations (sigmoid), shape (N, outputs)."""
@@ -267,9 +278,8 @@ class MLP:
 
     def evaluate(self, X: Any, y: Any) -> dict[str, Any]:
         """Mean loss, accuracy and confusion matrix (rows: true class, columns: predicted)."""
-        inputs = self.prepare_inputs(X)
+        outputs, inputs = self._outputs(X)
         targets = self.prepare_targets(y, inputs.shape[0])
-        outputs = self.kernels.forward(self.params, self.net, inputs)
         loss = _loss_from_outputs(outputs, targets, self.loss)
         if self.output == "identity":
             return {"loss": loss, "accuracy": float("nan"), "confusion_matrix": None}

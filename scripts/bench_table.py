@@ -123,17 +123,21 @@ def inference_grid_table(group: str, benches: list[dict]) -> list[str]:
     lines = [
         f"### {group}",
         "",
-        "| hidden | fastmlp (uint8 images) | NumPy loop | PyTorch | vs NumPy | vs PyTorch |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| hidden | fastmlp uint8 | fastmlp float32 | NumPy loop | PyTorch "
+        "| vs NumPy (uint8, float32) | vs PyTorch (uint8, float32) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for bench in sorted(benches, key=lambda b: max(b["extra_info"]["hidden"])):
         extra = bench["extra_info"]
         skip = extra.get("warmup_rounds", 0)
         med = {k: statistics.median(v[skip:] or v) for k, v in extra["seconds"].items() if v}
-        ours = med.get("fastmlp uint8")
+        u8, f32 = med.get("fastmlp uint8"), med.get("fastmlp float32")
         peers = [med.get("numpy loop"), med.get("pytorch")]
-        cells = [fmt_time(v) if v is not None else "-" for v in (ours, *peers)]
-        ratios = [f"{p / ours:.2f}x" if p and ours else "-" for p in peers]
+        cells = [fmt_time(v) if v is not None else "-" for v in (u8, f32, *peers)]
+        if f32 is None:  # a run from before float32 was timed: the uint8 ratio alone
+            ratios = [f"{p / u8:.2f}x" if p and u8 else "-" for p in peers]
+        else:
+            ratios = [_both(p, u8, f32) for p in peers]
         lines.append(f"| {'-'.join(map(str, extra['hidden']))} | " + " | ".join(cells + ratios)
                      + " |")  # fmt: skip
     return [*lines, ""]

@@ -36,3 +36,21 @@ def torch():
             pytest.fail(f"PyTorch is required (CI or FASTMLP_REQUIRE_TORCH=1) but missing: {exc}")
         return torch
     return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def numba_paths(monkeypatch):
+    """set(blas=bool): make the numba backend pick BLAS for every layer after the first, or
+    never (geometries are cached: the cache is cleared both ways)."""
+    from kernels.numba import net as kn
+    from kernels.numba import network
+
+    def choose(blas):
+        network.geometry.cache_clear()
+        monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1 if blas else 10**12)
+        monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 1)
+        if blas and not kn.HAVE_BLAS:
+            pytest.skip("SciPy (BLAS for compiled code) is not installed")
+
+    yield choose
+    network.geometry.cache_clear()

@@ -108,6 +108,75 @@ def test_full_size_images_the_reference_bytes_with_any_strength(kind, overrides)
         assert (ref[1] == 0).all() and (ref != X[rows]).any()
 
 
+@pytest.mark.parametrize("side", [2, 5, 17, 31, 33, 40])
+@pytest.mark.parametrize("kind", KINDS)
+def test_any_side_the_reference_bytes(side, kind):
+    """Sides around the kernel's 16 lanes and its 32-byte row copies (rows of pairs past
+    32 bytes, a last vector of 1 to 15 lanes), strokes touching every border."""
+    X = mnist_like(12, seed=side, side=side) if side >= 12 else _noise(12, side)
+    params = augment_params(
+        kind, side, **({"alpha": 20.0, "sigma": 1.5} if "elastic" in kind else {})
+    )
+    rows = np.arange(len(X))
+    ref = np.full((len(rows), side * side), 7, np.uint8)
+    fast = ref.copy()
+    augment_reference.augment_rows(ref, X, rows, side, kind_code(kind), params, 11, 1)
+    augment_numba.augment_rows(fast, X, rows, side, kind_code(kind), params, 11, 1)
+    np.testing.assert_array_equal(fast, ref)
+
+
+def _noise(n, side):
+    return np.random.default_rng(side).integers(0, 256, (n, side * side)).astype(np.uint8)
+
+
+def test_non_contiguous_arrays_are_refused_in_one_line():
+    X = mnist_like(8)
+    out = np.zeros((4, 784), np.uint8)
+    with pytest.raises(ValueError, match="needs X as a C-contiguous 2-D uint8 array"):
+        augment_numba.augment_rows(out, X[::2], np.arange(4), 28, 1, augment_params("affine"), 0, 0)
+    with pytest.raises(ValueError, match="needs out as a C-contiguous"):
+        augment_numba.augment_rows(
+            np.zeros((784, 4), np.uint8).T, X, np.arange(4), 28, 1, augment_params("affine"), 0, 0
+        )
+
+
+def test_one_scratch_for_every_kind_in_turn():
+    """The scratch holds the last image's field, grid and pairs of rows: none may leak into
+    the next call, whatever its kind."""
+    X = mnist_like()
+    rows = np.arange(len(X))[::-1]
+    scratch = augment_numba.scratch_for(28)
+    boxes = augment_numba.bounding_boxes(X, 28)
+    for kind in ("elastic", "affine", "affine+elastic", "shift", "affine"):
+        params = augment_params(kind, 28)
+        ref = np.zeros((len(rows), 784), np.uint8)
+        fast = np.full_like(ref, 7)
+        augment_reference.augment_rows(ref, X, rows, 28, kind_code(kind), params, 2, 4)
+        augment_numba.augment_rows(fast, X, rows, 28, kind_code(kind), params, 2, 4, scratch, boxes)
+        np.testing.assert_array_equal(fast, ref)
+
+
+@pytest.mark.parametrize("kind", ["affine", "affine+elastic"])
+def test_two_threads_sharing_a_chunk_give_the_reference_bytes(kind):
+    """With a second thread, each chunk is distorted in pieces by both threads (the
+    training thread takes what is left when it needs the chunk): every chunk still holds
+    the reference's bytes, in order."""
+    from fastmlp.augmenting import Distorter
+
+    X = mnist_like(90, seed=4)
+    distort = Distorter(X, kind, batch_size=4, backend="numba", chunks_per_epoch=3, threads=2)
+    params = augment_params(kind, 28)
+    for epoch in (1, 2):
+        order = np.random.default_rng(epoch).permutation(len(X))
+        distort.plan(order, 6, epoch)
+        for start in range(0, len(X), distort.chunk):
+            rows = order[start : start + distort.chunk]
+            got = distort(rows, 6, epoch).copy()
+            ref = np.zeros_like(got)
+            augment_reference.augment_rows(ref, X, rows, 28, kind_code(kind), params, 6, epoch)
+            np.testing.assert_array_equal(got, ref)
+
+
 def test_elastic_field_is_as_strong_as_simards():
     """The grid's root-mean-square displacement and slope are about those of Simard's
     field for alpha 34, sigma 4 (1.43 and 0.20 here; 1.28 and 0.22 blurred with zeros

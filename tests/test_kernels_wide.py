@@ -35,24 +35,6 @@ def problem(width, seed=0):
     return net, params
 
 
-@pytest.fixture
-def numba_paths(monkeypatch):
-    """set(blas=bool): make the numba backend pick BLAS for every layer after the first, or
-    never (geometries are cached: the cache is cleared both ways)."""
-    from kernels.numba import net as kn
-    from kernels.numba import network
-
-    def choose(blas):
-        network.geometry.cache_clear()
-        monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", 1 if blas else 10**12)
-        monkeypatch.setattr(kn, "BLAS_MIN_WIDTH", 1)
-        if blas and not kn.HAVE_BLAS:
-            pytest.skip("SciPy (BLAS for compiled code) is not installed")
-
-    yield choose
-    network.geometry.cache_clear()
-
-
 def test_wide_layers_use_blas_narrow_ones_our_kernels():
     from kernels.numba import network
     from kernels.numba.blas import HAVE_BLAS

@@ -38,6 +38,7 @@ from kernels.numba.layers import (
 from kernels.numba.network import (
     SparseInputs,
     forward,
+    forward_checked,
     init_params,
     loss_and_grads,
     prepare_inputs,
@@ -53,6 +54,7 @@ __all__ = [
     "dense_backward",
     "dense_forward",
     "forward",
+    "forward_checked",
     "init_params",
     "loss_and_grads",
     "momentum_update",

@@ -208,12 +208,25 @@ def _inputs(X, net, rows=None):
 def forward(params, net: Net, X):
     """The outputs (N, sizes[-1]) float32 of the network for the rows of X (an array or
     :class:`SparseInputs`)."""
+    return _forward(params, net, X, False)[0]
+
+
+def forward_checked(params, net: Net, X):
+    """(forward(params, net, X), the first row of a float32 X holding NaN or infinity, else
+    -1): the check rides on the gather of each block's non-zero entries (which NaN and
+    infinity are), so a float input costs no pass of its own (numba backend only; what
+    :class:`fastmlp.MLP` calls in place of checking a float input itself). Rows from the
+    bad row's block on are not computed then."""
+    return _forward(params, net, X, isinstance(X, np.ndarray) and X.dtype == np.float32)
+
+
+def _forward(params, net, X, check):
     check_params(params, net)
     n, csr = _inputs(X, net)
     g = geometry(net, BLOCK)
     out = np.empty((n, net.sizes[-1]), np.float32)
     if n == 0:
-        return out
+        return out, -1
     work = g.pack(params)
     if isinstance(X, SparseInputs):
         kernel, args = forward_rows, (out, work, csr(np.arange(n, dtype=np.int64)), g.layers,
@@ -222,23 +235,26 @@ def forward(params, net: Net, X):
         kernel, args = forward_dense_rows, (out, work, X, _scale(X), g.layers, g.net)
     # One slice of the rows per thread, this one taking the first: the kernels run without
     # the GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more),
-    # BLAS on one thread within each. A row's output does not depend on the slicing.
+    # BLAS on one thread within each. Slices are cut at whole blocks, so every block holds
+    # the same rows whatever the thread count (sgemm's sums depend on the block's rows):
+    # the outputs are the same bits on any number of threads.
     threads = max(1, min(numba.get_num_threads(), n // FORWARD_MIN_ROWS))
-    cuts = [n * t // threads for t in range(threads + 1)]
-    def scratch():  # the block's column numbers, for a dense X (one per thread)
+    cuts = [n * t // threads // BLOCK * BLOCK for t in range(threads)] + [n]
+
+    def extra():  # the block's column numbers and the check, for a dense X (one per thread)
         if kernel is forward_rows:
             return ()
-        return (np.empty(BLOCK * X.shape[1] + LANES, kw.column_dtype(X.shape[1])),)
+        return (np.empty(BLOCK * X.shape[1] + LANES, kw.column_dtype(X.shape[1])), check)
 
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
         jobs = [
-            _forward_pool(os.getpid()).submit(kernel, *args, a, b, BLOCK, *scratch())
+            _forward_pool(os.getpid()).submit(kernel, *args, a, b, BLOCK, *extra())
             for a, b in zip(cuts[1:-1], cuts[2:], strict=True)
         ]
-        kernel(*args, cuts[0], cuts[1], BLOCK, *scratch())
-        for job in jobs:
-            job.result()
-    return out
+        bad = [kernel(*args, cuts[0], cuts[1], BLOCK, *extra())]
+        bad += [job.result() for job in jobs]
+    bad = [int(b) for b in bad if b is not None and b >= 0]
+    return out, min(bad, default=-1)
 
 
 @functools.cache
