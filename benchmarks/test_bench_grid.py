@@ -24,13 +24,14 @@ import pytest
 from peers import FitTrainer, NumpyLoopTrainer, TorchTrainer
 
 THREADS = 2  # every contestant may use the machine's two cores
-# Seconds of rest before each contestant's epoch, not timed. A peer's BLAS threads keep
-# spinning after its last call: NumPy's OpenBLAS worker for ~0.1 s (100-110 ms of CPU time
-# while the caller sleeps, after a loop of sgemm), PyTorch's OpenMP threads for ~10 ms.
-# Whoever ran next started on one free core of two: in the grid of 2026-11-27 04:26 the
-# fastmlp epoch right after the NumPy loop took ~1.5x its time in the same round
-# without (128-64 at batch 32: 0.153 vs 0.099 s, 0.133 vs 0.092; 256-256 at 128: 0.346
-# vs 0.231), which made uint8 and float32 inputs look 1.34x and 1.27x apart.
+# Seconds of rest before each contestant, not timed. A peer's BLAS threads keep spinning
+# after its last call: NumPy's OpenBLAS worker for ~0.1 s (100-110 ms of CPU time while
+# the caller sleeps, after a loop of sgemm), PyTorch's OpenMP threads for ~10 ms. Whoever
+# ran next started on one free core of two: in the grid of 2026-11-27 04:26 the fastmlp
+# epoch right after the NumPy loop took ~1.5x its time in the same round without (128-64
+# at batch 32: 0.153 vs 0.099 s; 256-256 at 128: 0.346 vs 0.231), which made uint8 and
+# float32 inputs look 1.34x and 1.27x apart; in the inference grid, where a pass takes a
+# few ms, it can double one.
 SETTLE = 0.15
 GRID = [
     ((16, 16), 32),
@@ -147,6 +148,7 @@ def test_inference_grid(run, benchmark, data, full, hidden):
 
     def one_round():
         for name in rng.permutation(list(contestants)):
+            time.sleep(SETTLE)
             started = time.perf_counter()
             contestants[name]()
             seconds[name].append((time.perf_counter() - started) * 10_000 / len(Xt))

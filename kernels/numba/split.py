@@ -142,7 +142,7 @@ def weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net
                optim, lr, step)  # fmt: skip
 
 
-@njit(cache=True, parallel=PRANGE_ONLY)
+@njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
 def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
                      net, optim, losses, correct, shards):  # fmt: skip
     """train_loop on `shards` threads, two parallel loops a batch (module doc); BLAS must

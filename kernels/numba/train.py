@@ -96,7 +96,9 @@ def lane_cut(s0, blocks, t, shards):
     return min(s0, blocks * t // shards * WIDE), min(s0, blocks * (t + 1) // shards * WIDE)
 
 
-@njit(cache=True)
+# nogil on every training loop: with --augment, the next chunk is distorted on a second
+# Python thread, which needs the GIL between its pieces; a loop holding it idled that thread.
+@njit(cache=True, nogil=True)
 def train_loop(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers, net,
                optim, losses, correct):  # fmt: skip
     """Every batch, one optimizer step each (see module doc); one thread (BLAS, where a
@@ -130,7 +132,7 @@ def add_parts(out, parts, a, b):
             part[p] = ZERO
 
 
-@njit(cache=True, parallel=PRANGE_ONLY)
+@njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
 def train_loop_threads(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
                        net, optim, losses, correct, shards):  # fmt: skip
     """train_loop with each batch split into `shards` slices of rows run in parallel, each
@@ -180,7 +182,7 @@ def train_loop_threads(work, wc, state, inputs, targets, totals, batch_size, lrs
         correct[j] = hits
 
 
-@njit(cache=True, parallel=PRANGE_ONLY)
+@njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
 def train_loop_lanes(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
                      net, optim, losses, correct, shards):  # fmt: skip
     """train_loop with the wide first layer split between `shards` threads by output lanes
