@@ -99,7 +99,7 @@ def backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0, 
         activation_backward(delta, pre, post, below.aoff + j0, arow, n, real, j1 - j0, net.act)
 
 
-@njit(cache=True, parallel=PRANGE_ONLY)
+@njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
 def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
                      net, optim, losses, correct, shards):  # fmt: skip
     """train_loop with every layer split between `shards` threads by lanes (module doc);
