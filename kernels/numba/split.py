@@ -26,6 +26,11 @@ runs the loss, the bias gradients and the 10-wide layer on one thread:
 Every float is written by exactly one thread; the rows' losses are summed in thread order:
 a run repeats exactly for a given thread count. With momentum, Adam or weight decay the
 first layer's weights (owned by lanes, not contiguous) take their step in a fourth loop.
+The three passes are ``inline="always"``: typed into the prange bodies, so the layer
+kernels they call are linked into each parallel function directly (Numba links a callee's
+whole compiled module into every caller, which optimises and emits it again: a separate
+rows_pass added one more copy of everything it calls; first compile of 784-256-256-10 at
+batch 128 on 2 threads, CPU s, interleaved: 15.1-15.3 before, 11.7-11.9 inlined).
 The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as the
 loops of :mod:`kernels.numba.train`. Up to ``plan.ROW_SPLIT_MAX_THREADS`` threads; above,
 :mod:`kernels.numba.split_lanes` (a few rows a thread make an sgemm repack all the weights).
@@ -61,7 +66,7 @@ def slice_of(s, t, shards):
     return units * t // shards * LANES, units * (t + 1) // shards * LANES
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb):
     """Lanes qa..qb-1 of the first layer's pre-activations and activations, n rows."""
     first = layers[0]
@@ -72,7 +77,7 @@ def first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb):
     activation_forward(post, pre, first.aoff + qa, net.arow, n, real, qb - qa, net.act)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, layers, net,
               dscale):  # fmt: skip
     """Rows b0..b1-1 of the batch at r0 forward through every layer, through the loss head
@@ -111,7 +116,7 @@ def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, laye
     return loss, hits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net, t, shards,
                  state, optim, lr, step):  # fmt: skip
     """Thread t's share of the batch's weight gradients, and the step on it: the first
@@ -171,8 +176,11 @@ def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, 
                 r0, work, wc, layers, net, dscale)  # fmt: skip
         transpose_first(scratch, n, inputs, r0, alpha)
         for t in prange(shards):
-            weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net, t,
-                         shards, state, optim, lr, step)  # fmt: skip
+            # int64(t): the prange index is int64 where Numba types this body in
+            # train_loop_split and uint64 in the parallel function; a uint64 t compiled the
+            # kernels it reaches (once weights_pass itself) a second time
+            weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net,
+                         np.int64(t), shards, state, optim, lr, step)  # fmt: skip
         if not in_place:  # the first layer's weights, elementwise: any slicing, same floats
             for t in prange(shards):
                 update(work, grad, first_w * t // shards, first_w * (t + 1) // shards,
