@@ -202,7 +202,8 @@ def test_prepare_inputs_is_the_csr_of_every_row(uint8):
 def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output,
                                               split):  # fmt: skip
     """A network with BLAS layers on two threads, BLAS inside each (made to run at every
-    width; the 10-wide output layer on BLAS too, or on our kernels as chosen for real):
+    width; the 10-wide output layer on BLAS too, or on our kernels as chosen for real, which
+    train_loop_split puts on BLAS anyway):
     train_loop_split (rows, then weights) or train_loop_split_lanes (every layer by lanes,
     as on many threads): NumPy's results to rounding, and the same floats run after run."""
     from kernels.numba import net as kn
