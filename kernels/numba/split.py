@@ -1,5 +1,5 @@
 """Networks with BLAS layers on 2 threads and batches of 64 rows a thread or more
-(``train_loop_split``, see ``plan.split_by_rows``): three parallel loops a batch, BLAS on
+(``train_loop_split``, see ``plan.split_by_rows``): two parallel loops a batch, BLAS on
 one thread inside each slice.
 
 Giving the threads to BLAS (``train_loop`` with BLAS's own threads) leaves everything
@@ -7,37 +7,41 @@ between the sgemm calls on one thread: the sparse first layer, activations, the 
 step. On 16 cores that serial part was ~4.6 s of a 5 s epoch of 784-1024-1024-10 at batch
 128. Running the sparse first layer on Numba's threads between BLAS's calls instead made
 two pools spin against each other (7.0 s against 2.1 s on 2 cores). So here there is one
-pool, Numba's, and each batch is three parallel loops over the threads (a loop is a fork
+pool, Numba's, and each batch is two parallel loops over the threads (a loop is a fork
 and a join: ~5-9 us on 2 cores), where the lane split has five for 784-256-256-10 and
 runs the loss, the bias gradients and the 10-wide layer on one thread:
 
-* first layer (:func:`first_lanes`): thread t owns whole WIDE blocks of its lanes, as in
-  the weights loop, so each core reads only its half of the first layer's weights (784 x
-  272 floats are 853 KB; L2 is 1 MB);
+* weights of the batch before, then this batch's first layer (:func:`weights_pass`,
+  :func:`first_lanes`): thread t owns a slice of every layer's parameters: whole WIDE
+  blocks of the first layer's lanes (its weight gradient in place for plain SGD, else
+  stepped row by row), a slice of the input rows of each later layer's weight (one sgemm
+  over the whole batch; for the second layer the same lanes of the first layer's
+  activations) and a slice of every bias; it takes the optimizer step on exactly what it
+  owns, then computes its lanes of the next batch's first layer from the weights it has
+  just stepped, so each core reads only its half of the first layer's weights (784 x 272
+  floats are 853 KB; L2 is 1 MB);
 * rows (:func:`rows_pass`): thread t owns a slice of the batch's rows and takes them
-  through every later layer forward (one sgemm per BLAS layer on its rows), the loss
-  head, and back down to the first layer's output gradient (dinp of each layer, times
-  the activation's derivative): none of it needs another row;
-* weights (:func:`weights_pass`): thread t owns a slice of every layer's parameters: the
-  first layer's lanes (whole WIDE blocks; its weight gradient in place for plain SGD), a
-  slice of the input rows of each later layer's weight (one sgemm over the whole batch)
-  and a slice of every bias, and takes the optimizer step on exactly what it owns.
+  through every later layer forward (one sgemm per layer on its rows), the loss head,
+  and back down to the first layer's output gradient (dinp of each layer, times the
+  activation's derivative): none of it needs another row.
 
-Every float is written by exactly one thread; the rows' losses are summed in thread order:
-a run repeats exactly for a given thread count. With momentum, Adam or weight decay the
-first layer's weights (owned by lanes, not contiguous) take their step in a fourth loop.
-Every layer after the first runs on sgemm here, whatever its path (the 10-wide output
-layer too): our own kernels for it (dense_forward, and the own paths of dense_dinp and
-dense_dweight) linked into these parallel functions cost ~3 s of first compile (11.9 ->
-8.6 s CPU, main 9.4), for ~9 us a batch on each thread at 64 rows (own vs sgemm, us per
-call: forward 4.0 vs 6.6, dinp 1.8 vs 6.4, half the weight gradient 2.4 vs 4.1), ~2% of
-an epoch of 784-256-256-10 at batch 128. No weight copy (``wc``) to refresh either.
+Between them, on one thread: the batch's inputs by column (``transpose_first``) for the
+first layer's weight gradient. Every float is written by exactly one thread; the rows'
+losses are summed in thread order: a run repeats exactly for a given thread count.
 
-The three passes are ``inline="always"``: typed into the prange bodies, so the layer
-kernels they call are linked into each parallel function directly (Numba links a callee's
-whole compiled module into every caller, which optimises and emits it again: a separate
-rows_pass added one more copy of everything it calls; first compile of 784-256-256-10 at
-batch 128 on 2 threads, CPU s, interleaved: 15.1-15.3 before, 11.7-11.9 inlined).
+First compile (Numba links a callee's whole compiled module into every caller, which
+optimises and emits it again, and a parallel loop's body is three such callers deep:
+the body and two wrappers): the passes are ``inline="always"``, typed into the loop
+bodies (a separate rows_pass was one more copy of all it calls), and every layer after
+the first runs on sgemm here, whatever its path (the 10-wide output layer too): our own
+kernels for it (dense_forward, the own paths of dense_dinp and dense_dweight) in these
+bodies cost ~3 s of first compile for ~9 us a batch on each thread at 64 rows (own vs
+sgemm, us per call: forward 4.0 vs 6.6, dinp 1.8 vs 6.4, half the weight gradient 2.4 vs
+4.1); no weight copy (``wc``) to refresh then. First ``fit`` of 784-256-256-10 at batch
+128 on 2 threads from an empty cache, CPU s, interleaved: three loops a batch with
+separate passes 15.1-15.3, inlined 11.7-11.9, on sgemm 8.6, two loops 8.6-8.8; main's
+lane split 9.4-10.0.
+
 The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as the
 loops of :mod:`kernels.numba.train`. Up to ``plan.ROW_SPLIT_MAX_THREADS`` threads; above,
 :mod:`kernels.numba.split_lanes` (a few rows a thread make an sgemm repack all the weights).
@@ -136,26 +140,34 @@ def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, laye
 
 
 @njit(cache=True, inline="always")
-def weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net, t, shards,
-                 state, optim, lr, step):  # fmt: skip
+def weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net, qa, qb, t,
+                 shards, state, optim, in_place, lr, step):  # fmt: skip
     """Thread t's share of the batch's weight gradients, and the step on it: the first
-    layer's lanes (whole WIDE blocks) of its weights (into w_first times alpha) and bias,
-    then for each later layer rows j0..j1-1 of its weights (inputs j0..j1-1) and its
-    lanes of the bias. The step covers work[boff of the first layer:] (the first layer's
-    weights: in place, or the caller's step)."""
+    layer's lanes qa..qb-1 (whole WIDE blocks) of its weights (into w_first times alpha;
+    stepped here row by row unless in place) and bias, then for each later layer rows
+    j0..j1-1 of its weight (inputs j0..j1-1: for the second layer the lanes qa..qb-1 of
+    the first layer's activations, which this thread overwrites next) and its lanes of
+    the bias."""
     post, delta = scratch[1], scratch[2]
     arow = net.arow
     first = layers[0]
     s0 = first.stride
-    qa, qb = lane_cut(s0, -(-s0 // WIDE), t, shards)
     first_backward(w_first, alpha, scratch, n, inputs, r0, layers, net, qa, qb)
+    if not in_place:  # elementwise: any slicing gives the same floats
+        for i in range(first.n_in):
+            at = first.woff + i * s0
+            update(work, grad, at + qa, at + qb, state.velocity, state.m, state.v, optim, lr,
+                   step)  # fmt: skip
     bias_backward(grad, first.boff + qa, delta, first.aoff + qa, arow, n, qb - qa)
     update(work, grad, first.boff + qa, first.boff + qb, state.velocity, state.m, state.v,
            optim, lr, step)  # fmt: skip
     for k in range(1, layers.shape[0]):
         layer, below = layers[k], layers[k - 1]
         s = layer.stride
-        j0, j1 = layer.n_in * t // shards, layer.n_in * (t + 1) // shards
+        if k == 1:
+            j0, j1 = min(qa, layer.n_in), min(qb, layer.n_in)
+        else:
+            j0, j1 = layer.n_in * t // shards, layer.n_in * (t + 1) // shards
         dense_dweight(grad, layer.woff, delta, layer.aoff, post, below.aoff, arow, n, s, j0, j1,
                       PATH_BLAS)  # fmt: skip
         update(work, grad, layer.woff + j0 * s, layer.woff + j1 * s, state.velocity, state.m,
@@ -169,41 +181,44 @@ def weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net
 @njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
 def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
                      net, optim, losses, correct, shards):  # fmt: skip
-    """train_loop on `shards` threads, two parallel loops a batch (module doc); BLAS must
-    run on one thread inside them."""
+    """train_loop on `shards` threads, two parallel loops a batch (module doc), one more
+    at the end for the last batch's weights; BLAS must run on one thread inside them."""
     n_rows, n_classes, grad, scratch, in_place, w_first, _ = loop_start(
         work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
     part_loss = np.zeros(shards, np.float32)
     part_hits = np.zeros(shards, np.int64)
-    first_w = layers[0].boff  # the first layer's weights: work[0:first_w]
     s0 = layers[0].stride
     blocks = -(-s0 // WIDE)
-    for j in range(losses.shape[0]):
+    n_batches = losses.shape[0]
+    # batch j - 1's weights (the step) and batch j's first layer in one loop: each thread
+    # reads only the first-layer weights it has just stepped
+    n_done, r0_done, lr_done, alpha_done = np.int64(0), np.int64(0), ZERO, ONE  # (not a literal 0)
+    for j in range(n_batches + 1):
         r0 = j * batch_size
-        n = min(batch_size, n_rows - r0)
+        n = min(batch_size, n_rows - r0) if j < n_batches else 0
+        for t in prange(shards):
+            # int64(t): the prange index is int64 where Numba types this body in
+            # train_loop_split and uint64 in the parallel function; uint64 lanes compiled
+            # the kernels they reach a second time
+            th = np.int64(t)
+            qa, qb = lane_cut(s0, blocks, th, shards)
+            if j > 0:
+                weights_pass(work, grad, w_first, alpha_done, scratch, n_done, inputs, r0_done,
+                             layers, net, qa, qb, th, shards, state, optim, in_place, lr_done,
+                             step0 + j)  # fmt: skip
+            if n > 0:
+                first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb)
+        if j == n_batches:
+            break
         lr = lrs[j]
-        step = step0 + j + 1
         alpha = -lr if in_place else ONE
         dscale, lscale = batch_scales(net, n, n_classes, totals, j)
-        for t in prange(shards):
-            qa, qb = lane_cut(s0, blocks, t, shards)
-            first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb)
         for t in prange(shards):
             part_loss[t], part_hits[t] = rows_pass(
                 pre, post, delta, lse, n * t // shards, n * (t + 1) // shards, inputs, targets,
                 r0, work, wc, layers, net, dscale)  # fmt: skip
         transpose_first(scratch, n, inputs, r0, alpha)
-        for t in prange(shards):
-            # int64(t): the prange index is int64 where Numba types this body in
-            # train_loop_split and uint64 in the parallel function; a uint64 t compiled the
-            # kernels it reaches (once weights_pass itself) a second time
-            weights_pass(work, grad, w_first, alpha, scratch, n, inputs, r0, layers, net,
-                         np.int64(t), shards, state, optim, lr, step)  # fmt: skip
-        if not in_place:  # the first layer's weights, elementwise: any slicing, same floats
-            for t in prange(shards):
-                update(work, grad, first_w * t // shards, first_w * (t + 1) // shards,
-                       state.velocity, state.m, state.v, optim, lr, step)  # fmt: skip
         loss = ZERO
         hits = 0
         for t in range(shards):  # in thread order: the same sum run after run
@@ -211,3 +226,4 @@ def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, 
             hits += part_hits[t]
         losses[j] = loss * lscale
         correct[j] = hits
+        n_done, r0_done, lr_done, alpha_done = n, r0, lr, alpha
