@@ -69,7 +69,7 @@ from kernels.numba.net import (
     sparse_forward,
     transpose_rows,
 )
-from kernels.numba.optim import update
+from kernels.numba.optim import update, update_rows
 from kernels.numba.passes import PRANGE_ONLY, batch_scales
 from kernels.numba.simd import LANES
 from kernels.numba.train import lane_cut, loop_start
@@ -175,10 +175,8 @@ def weights_pass(work, grad, w_first, alpha, scratch, parts, n, inputs, r0, laye
                             inputs.cols, inputs.vals, inputs.starts, inputs.rowmap, r0 + b0,
                             alpha, s0, qa, qb, t_starts[p], t_rows[p], t_vals[p])  # fmt: skip
     if not in_place:  # elementwise: any slicing gives the same floats
-        for i in range(first.n_in):
-            at = first.woff + i * s0
-            update(work, grad, at + qa, at + qb, state.velocity, state.m, state.v, optim, lr,
-                   step)  # fmt: skip
+        update_rows(work, grad, first.woff, first.n_in, s0, qa, qb, state.velocity, state.m,
+                    state.v, optim, lr, step)  # fmt: skip
     bias_backward(grad, first.boff + qa, delta, first.aoff + qa, arow, n, qb - qa)
     update(work, grad, first.boff + qa, first.boff + qb, state.velocity, state.m, state.v,
            optim, lr, step)  # fmt: skip
