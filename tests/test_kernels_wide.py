@@ -198,15 +198,21 @@ def test_prepare_inputs_is_the_csr_of_every_row(uint8):
 @pytest.mark.parametrize("width", [1, 15, 16, 17, 48, 64, 256, 1000])
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("output", ["blas", "own"])
-def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output):
-    """Every layer split between two threads by lanes, BLAS inside (train_loop_split, made to
-    run at every width; the 10-wide output layer on BLAS too, or on our kernels as chosen
-    for real): NumPy's results to rounding, and the same floats run after run."""
+@pytest.mark.parametrize("split", ["rows", "lanes"])
+def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, name, output,
+                                              split):  # fmt: skip
+    """A network with BLAS layers on two threads, BLAS inside each (made to run at every
+    width; the 10-wide output layer on BLAS too, or on our kernels as chosen for real, which
+    train_loop_split puts on BLAS anyway):
+    train_loop_split (rows, then weights) or train_loop_split_lanes (every layer by lanes,
+    as on many threads): NumPy's results to rounding, and the same floats run after run."""
     from kernels.numba import net as kn
     from kernels.numba import network, plan
     from kernels.numba.codes import Inputs
 
     numba_paths(True)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MAX_THREADS", 2 if split == "rows" else 1)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MIN_ROWS", 1)
     if output == "own":
         if width < 32:
             pytest.skip("every layer would be on our kernels")
@@ -236,6 +242,72 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
     np.testing.assert_array_equal(runs[0][1], runs[2][1])
     if name != "adam":  # (Adam turns rounding-level gradients into ±lr steps)
         assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
+
+
+@pytest.mark.parametrize("width", [17, 256])
+@pytest.mark.parametrize(("batch", "name"), [(8, "sgd"), (149, "sgd"), (149, "momentum")])
+def test_split_loop_small_batches(numba_paths, monkeypatch, width, batch, name):
+    """train_loop_split ending on a batch of one row: a thread with no rows (its slice of
+    the rows empty, its share of the weights still stepped), against NumPy, repeatable."""
+    from kernels.numba import network, plan
+    from kernels.numba.codes import Inputs
+
+    numba_paths(True)
+    monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MIN_ROWS", 1)
+    net, params = problem(width, seed=21)
+    X = sparse_inputs(2 * batch + 1, True, 22)
+    y = np.random.default_rng(23).integers(0, 10, len(X))
+    order = np.random.default_rng(24).permutation(len(X))  # the last batch: 1 row
+    lrs = np.full(3, 0.05, np.float32)
+    inputs = kernels.backend("numba").prepare_inputs(X)
+    csr = Inputs(inputs.cols, inputs.vals, inputs.starts, order)
+    assert plan.plan_threads(network.geometry(net, batch), net, csr, batch, 2) == ("split", 2)
+    runs = []
+    for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, name)
+        losses, hits = kb.train_steps(p, state, net, kb.prepare_inputs(X), y, order, batch, lrs,
+                                      Optimizer(name), 0, threads)  # fmt: skip
+        runs.append((losses, hits, p))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(runs[0][0], runs[2][0], rtol=2e-5)
+    np.testing.assert_array_equal(runs[0][1], runs[2][1])
+    assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
+
+
+@pytest.mark.parametrize("width", [48, 256])
+def test_split_loop_mse_tanh_matches_numpy(numba_paths, monkeypatch, width):
+    """train_loop_split with tanh hidden layers and a sigmoid output under MSE (the rows
+    pass's other activation and loss branches), against NumPy, repeatable."""
+    from kernels.numba import network, plan
+    from kernels.numba.codes import Inputs
+
+    numba_paths(True)
+    monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MIN_ROWS", 1)
+    net = Net((N_IN, width, width, 10), "tanh", "sigmoid", "mse")
+    params = (np.random.default_rng(31).standard_normal(net.n_params) / np.sqrt(width))
+    params = params.astype(np.float32)
+    X = sparse_inputs(150, False, 32)
+    target = np.eye(10, dtype=np.float32)[np.random.default_rng(33).integers(0, 10, len(X))]
+    order = np.random.default_rng(34).permutation(len(X))
+    lrs = np.full(4, 0.1, np.float32)
+    inputs = kernels.backend("numba").prepare_inputs(X)
+    csr = Inputs(inputs.cols, inputs.vals, inputs.starts, order)
+    assert plan.plan_threads(network.geometry(net, 40), net, csr, 40, 2) == ("split", 2)
+    runs = []
+    for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
+        kb = kernels.backend(backend)
+        p, state = params.copy(), optimizer_state(net, "sgd")
+        losses, hits = kb.train_steps(p, state, net, kb.prepare_inputs(X), target, order, 40,
+                                      lrs, Optimizer("sgd"), 0, threads)  # fmt: skip
+        runs.append((losses, hits, p))
+    for a, b in zip(runs[0], runs[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(runs[0][0], runs[2][0], rtol=2e-5)
+    assert_matches(runs[0][2], runs[2][2], rtol=2e-5)
 
 
 def test_strides_avoid_multiples_of_256_lanes():

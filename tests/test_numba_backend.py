@@ -340,8 +340,9 @@ def test_no_float64_in_hot_kernels():
 
 
 def test_update_is_float32_but_for_its_per_step_constants():
-    """update() reads the optimizer's constants as float64 (as given) and turns them to
-    float32 once per step; the loop over the parameters is float32."""
+    """update() (its loops: update_rows) reads the optimizer's constants as float64 (as
+    given) and turns them to float32 once per step; the loop over the parameters is
+    float32."""
     from kernels.numba import optim
     from kernels.numba import train as numba_train
 
@@ -351,7 +352,11 @@ def test_update_is_float32_but_for_its_per_step_constants():
     assert optim.update.signatures
     for sig in optim.update.signatures:
         assert not [t for t in sig if isinstance(t, nbtypes.Literal)], f"update{sig}: a literal"
-        body = typed_source(optim.update, sig).split("for p in range(w.shape[0])")[1:]
+        typed_source(optim.update, sig)  # records update_rows's signatures (the loops)
+    assert optim.update_rows.signatures
+    for sig in optim.update_rows.signatures:
+        assert not [t for t in sig if isinstance(t, nbtypes.Literal)], f"update_rows{sig}"
+        body = typed_source(optim.update_rows, sig).split("for p in range(w.shape[0])")[1:]
         assert len(body) == 3  # the source of the three loops (a pruned one has no types)
         for loop in body:
             loop = loop.split("gr[p] = ZERO")[0]

@@ -121,7 +121,7 @@ def test_thread_plan_depends_on_the_shape_only(sizes, rows, threads, expected):
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
-    """train_loop_split (BLAS layers, every layer split by lanes) with sample weights, some
+    """train_loop_split (BLAS layers, rows then weights split) with sample weights, some
     zero: one thread's result to rounding, and the same floats run after run."""
     from kernels.numba import net as kn
     from kernels.numba import network, plan

@@ -308,20 +308,30 @@ def dense_backward(dinp, gwt, w0, gbias, b0, d, o0, inp, i0, arow, n, n_in, wt, 
     """
     if path == PATH_BLAS:
         bias_backward(gbias, b0, d, o0, arow, n, s)
-        # row-major gwt (n_in, s) += inp^T d: column-major gwt^T += d^T inp
-        sgemm(False, True, s, n_in, n, ONE, d, o0, arow, inp, i0, arow, ONE, gwt, w0, s)
-        # row-major dinp (n, n_in) = d wt^T: column-major dinp^T = wt d^T
-        sgemm(True, False, n_in, n, s, ONE, wt, w0, s, d, o0, arow, ZERO, dinp, i0, arow)
-        for b in range(n):
-            for j in range(n_in, s_in):
-                dinp[b * arow + i0 + j] = ZERO
+    else:
+        for q in range(0, s, LANES):
+            a0 = vzero()
+            for b in range(n):
+                a0 = vadd(a0, vload(d, b * arow + o0 + q))
+            vstore(gbias, b0 + q, vadd(vload(gbias, b0 + q), a0))
+    dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, s, 0, n_in, path)
+    dense_dinp(dinp, i0, d, o0, arow, n, n_in, wt, w0, wc, c0, n_out, s, s_in, path)
+
+
+@njit(cache=True, inline="always")
+def dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, s, j0, j1, path):
+    """Rows j0..j1-1 of a layer's weight gradient: gwt[i] += sum_b inp[b, i] * d[b].
+
+    PATH_BLAS: one sgemm (row-major gwt[j0:j1] += inp[:, j0:j1]^T d: column-major
+    gwt^T += d^T inp). PATH_OWN: summed over the rows in registers, 16 lanes at a time.
+    """
+    if path == PATH_BLAS:
+        if j1 > j0:
+            sgemm(False, True, s, j1 - j0, n, ONE, d, o0, arow, inp, i0 + j0, arow, ONE, gwt,
+                  w0 + j0 * s, s)  # fmt: skip
         return
     for q in range(0, s, LANES):
-        a0 = vzero()
-        for b in range(n):
-            a0 = vadd(a0, vload(d, b * arow + o0 + q))
-        vstore(gbias, b0 + q, vadd(vload(gbias, b0 + q), a0))
-        for i in range(n_in):
+        for i in range(j0, j1):
             a0 = vzero()
             a1 = vzero()
             b = 0
@@ -336,6 +346,21 @@ def dense_backward(dinp, gwt, w0, gbias, b0, d, o0, inp, i0, arow, n, n_in, wt, 
                 a0 = fma(vsplat(at(inp, row + i0 + i)), vload(d, row + o0 + q), a0)
             w = w0 + q + i * s
             vstore(gwt, w, vadd(vload(gwt, w), vadd(a0, a1)))
+
+
+@njit(cache=True, inline="always")
+def dense_dinp(dinp, i0, d, o0, arow, n, n_in, wt, w0, wc, c0, n_out, s, s_in, path):
+    """dinp[b] = sum_{o<n_out} d[b, o] * w[o] for the n rows, lanes n_in..s_in zero.
+
+    PATH_BLAS: one sgemm on wt (row-major dinp = d wt^T: column-major dinp^T = wt d^T).
+    PATH_OWN: from the copy wc (n_out, s_in) at c0, four rows at a time, as dense_forward.
+    """
+    if path == PATH_BLAS:
+        sgemm(True, False, n_in, n, s, ONE, wt, w0, s, d, o0, arow, ZERO, dinp, i0, arow)
+        for b in range(n):
+            for j in range(n_in, s_in):
+                dinp[b * arow + i0 + j] = ZERO
+        return
     b = 0
     while b + 4 <= n:  # four rows at a time, as dense_forward
         r0, r1, r2, r3 = b * arow + o0, (b + 1) * arow + o0, (b + 2) * arow + o0, (b + 3) * arow + o0

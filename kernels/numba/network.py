@@ -51,6 +51,7 @@ from kernels.numba.evaluate import loss_and_grads_rows, sum_rows
 from kernels.numba.infer import forward_dense_rows, forward_rows
 from kernels.numba.simd import LANES
 from kernels.numba.split import train_loop_split
+from kernels.numba.split_lanes import train_loop_split_lanes
 from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
 
 BLOCK = 256  # rows per pass in forward and loss_and_grads
@@ -413,8 +414,10 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     # BLAS on one thread inside Numba's threads (train_loop_split); all of them for train_loop
     blas = _blas_limit(1 if threads > 1 else threads_asked)
     with blas if g.uses_blas else contextlib.nullcontext():
-        if loop == "split":
+        if loop == "split" and plan.split_by_rows(min(batch_size, len(order)), threads):
             train_loop_split(*args, threads)
+        elif loop == "split":
+            train_loop_split_lanes(*args, threads)
         elif loop == "lanes":
             train_loop_lanes(*args, threads)
         elif loop == "rows":

@@ -22,13 +22,32 @@ LANES_MIN_BATCH = 16
 ROWS_PER_THREAD = 32
 # Fewest lanes of its widest layer a thread gets in train_loop_split (one WIDE block).
 SPLIT_LANES_PER_THREAD = 64
+# Most threads a "split" plan runs as kernels.numba.split.train_loop_split (two parallel
+# loops a batch, the forward pass split by rows); above, train_loop_split_lanes (every
+# layer split by lanes, as measured on 16 cores: an sgemm on the few rows each of 16
+# threads would get repacks the whole weight matrix per call). Row split measured on 2
+# cores only (its total work equals the lane split's; it has 2 fork/joins a batch
+# instead of 5 for 784-256-256-10, and no serial loss, bias or output-layer passes).
+ROW_SPLIT_MAX_THREADS = 2
+# Fewest rows a thread gets for that loop. Measured on 2 cores (load ~2, interleaved, s per
+# epoch, lane split vs rows): 256-256 batch 32 0.446 vs 0.485 (rows slower: each thread's
+# sgemm on 16 rows, and all of the later layers' weights in each core's L2); batch 128
+# 0.297/0.298/0.291 vs 0.249/0.270/0.270.
+ROW_SPLIT_MIN_ROWS = 64
+
+
+def split_by_rows(rows: int, threads: int) -> bool:
+    """Whether a "split" plan of ``threads`` threads on batches of ``rows`` rows runs
+    train_loop_split (rows, then weights) rather than train_loop_split_lanes."""
+    return threads <= ROW_SPLIT_MAX_THREADS and rows // threads >= ROW_SPLIT_MIN_ROWS
 
 
 def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:
     """(loop, threads it runs on) for batches of ``rows`` rows and at most ``threads`` threads.
 
-    * "split" (train_loop_split): a network with BLAS layers, every layer split by lanes,
-      at most one thread per WIDE block of its widest layer;
+    * "split": a network with BLAS layers, at most one thread per WIDE block of its
+      widest layer: train_loop_split (rows, then weights) up to ROW_SPLIT_MAX_THREADS
+      threads, train_loop_split_lanes (every layer by lanes) above;
     * "lanes" (train_loop_lanes): a wide first layer that is the larger part of the work,
       at most one thread per WIDE block of it;
     * "rows" (train_loop_threads): batches of PARALLEL_MIN_BATCH rows or more, at least

@@ -1,48 +1,76 @@
-"""Networks with BLAS layers on several threads: every layer split between Numba's threads
-by output lanes, BLAS on one thread inside each (``train_loop_split``).
+"""Networks with BLAS layers on 2 threads and batches of 64 rows a thread or more
+(``train_loop_split``, see ``plan.split_by_rows``): two parallel loops a batch, BLAS on
+one thread inside each slice.
 
 Giving the threads to BLAS (``train_loop`` with BLAS's own threads) leaves everything
 between the sgemm calls on one thread: the sparse first layer, activations, the optimizer
 step. On 16 cores that serial part was ~4.6 s of a 5 s epoch of 784-1024-1024-10 at batch
 128. Running the sparse first layer on Numba's threads between BLAS's calls instead made
 two pools spin against each other (7.0 s against 2.1 s on 2 cores). So here there is one
-pool, Numba's: each phase of a batch is one parallel loop over the threads, and thread t
-owns a slice of lanes in every phase:
+pool, Numba's, and each batch is two parallel loops over the threads (a loop is a fork
+and a join: ~5-9 us on 2 cores), where the lane split has five for 784-256-256-10 and
+runs the loss, the bias gradients and the 10-wide layer on one thread:
 
-* forward: the first layer's lanes (whole WIDE blocks, as ``train_loop_lanes``), then for
-  each later layer the output lanes of ``pre`` (one sgemm of those columns of ``wt``)
-  with their activation;
-* backward, per BLAS layer: the output lanes of the weight gradient (sgemm into those
-  columns of ``gwt``) and the input lanes of ``dinp`` with their activation's derivative;
-  the first layer's weight gradient by lanes (in place for plain SGD);
-* the optimizer step on a slice of the work vector.
+* weights of the batch before, then this batch's first layer (:func:`weights_pass`,
+  :func:`first_lanes`): thread t owns a slice of every layer's parameters: whole WIDE
+  blocks of the first layer's lanes (its weight gradient in place for plain SGD, else
+  stepped row by row), a slice of the input rows of each later layer's weight (one sgemm
+  over the whole batch; for the second layer the same lanes of the first layer's
+  activations) and a slice of every bias; it takes the optimizer step on exactly what it
+  owns, then computes its lanes of the next batch's first layer from the weights it has
+  just stepped, so each core reads only its half of the first layer's weights (784 x 272
+  floats are 853 KB; L2 is 1 MB);
+* rows (:func:`rows_pass`): thread t owns a slice of the batch's rows and takes them
+  through every later layer forward (one sgemm per layer on its rows), the loss head,
+  and back down to the first layer's output gradient (dinp of each layer, times the
+  activation's derivative): none of it needs another row.
 
-Every float is written by exactly one thread, by the same arithmetic whatever the slices
-(no partial sums to reduce): a run repeats exactly for a given thread count. The small
-layers on our own kernels (the 10-wide output) and the loss run on the calling thread.
-The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as
-the loops of :mod:`kernels.numba.train`.
+Nothing runs on one thread between them: each thread also puts its rows' inputs by column
+(:func:`transpose_part`, for the first layer's weight gradient) in the rows loop, where
+one thread transposed the whole batch before (69 us a batch of 128, 32 ms an epoch of
+784-wide MNIST, measured alone; the other thread waited). Every float is written by exactly one thread; the rows'
+losses are summed in thread order: a run repeats exactly for a given thread count.
+
+First compile (Numba links a callee's whole compiled module into every caller, which
+optimises and emits it again, and a parallel loop's body is three such callers deep:
+the body and two wrappers): the passes are ``inline="always"``, typed into the loop
+bodies (a separate rows_pass was one more copy of all it calls), and every layer after
+the first runs on sgemm here, whatever its path (the 10-wide output layer too): our own
+kernels for it (dense_forward, the own paths of dense_dinp and dense_dweight) in these
+bodies cost ~3 s of first compile for ~9 us a batch on each thread at 64 rows (own vs
+sgemm, us per call: forward 4.0 vs 6.6, dinp 1.8 vs 6.4, half the weight gradient 2.4 vs
+4.1); no weight copy (``wc``) to refresh then. First ``fit`` of 784-256-256-10 at batch
+128 on 2 threads from an empty cache, CPU s, interleaved: three loops a batch with
+separate passes 15.1-15.3, inlined 11.7-11.9, on sgemm 8.6, two loops 8.6-8.8; main's
+lane split 9.4-10.0.
+
+The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as the
+loops of :mod:`kernels.numba.train`. Up to ``plan.ROW_SPLIT_MAX_THREADS`` threads; above,
+:mod:`kernels.numba.split_lanes` (a few rows a thread make an sgemm repack all the weights).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from kernels.numba.blas import sgemm
 from kernels.numba.codes import PATH_BLAS, SOFTMAX
-from kernels.numba.heads import activation_backward, activation_forward
+from kernels.numba.heads import activation_backward, activation_forward, loss_head
 from kernels.numba.memory import vload, vstore
-from kernels.numba.net import ONE, WIDE, ZERO, bias_backward, dense_backward, dense_forward
-from kernels.numba.optim import update
-from kernels.numba.passes import (
-    PRANGE_ONLY,
-    batch_scales,
-    first_backward,
-    first_forward,
-    net_head,
-    refresh,
-    transpose_first,
+from kernels.numba.net import (
+    ONE,
+    WIDE,
+    ZERO,
+    bias_backward,
+    dense_dinp,
+    dense_dweight,
+    sparse_backward,
+    sparse_forward,
+    transpose_rows,
 )
+from kernels.numba.optim import update, update_rows
+from kernels.numba.passes import PRANGE_ONLY, batch_scales
 from kernels.numba.simd import LANES
 from kernels.numba.train import lane_cut, loop_start
 
@@ -54,119 +82,171 @@ def slice_of(s, t, shards):
     return units * t // shards * LANES, units * (t + 1) // shards * LANES
 
 
-@njit(cache=True)
-def forward_lanes(pre, post, n, work, layers, net, k, q0, q1):
-    """Lanes q0..q1-1 of BLAS layer k's pre-activations (bias, then one sgemm of those columns
-    of wt) and, below the last layer, of its activations."""
-    if q1 <= q0:
-        return
-    layer, arow = layers[k], net.arow
-    for b in range(n):
-        for q in range(q0, q1, LANES):
-            vstore(pre, b * arow + layer.aoff + q, vload(work, layer.boff + q))
-    sgemm(False, False, q1 - q0, n, layer.n_in, ONE, work, layer.woff + q0, layer.stride,
-          post, layers[k - 1].aoff, arow, ONE, pre, layer.aoff + q0, arow)  # fmt: skip
-    activate_lanes(pre, post, n, layers, net, k, q0, q1)
+@njit(cache=True, inline="always")
+def first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb):
+    """Lanes qa..qb-1 of the first layer's pre-activations and activations, n rows."""
+    first = layers[0]
+    sparse_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
+                   inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride, qa,
+                   qb)  # fmt: skip
+    real = min(max(first.n_out - qa, 0), qb - qa)
+    activation_forward(post, pre, first.aoff + qa, net.arow, n, real, qb - qa, net.act)
 
 
 @njit(cache=True, inline="always")
-def activate_lanes(pre, post, n, layers, net, k, q0, q1):
-    """post = act(pre) on lanes q0..q1-1 of layer k (the last: unless its output is a
-    softmax, which the head computes)."""
-    layer = layers[k]
-    last = k == layers.shape[0] - 1
-    act = net.out_act if last else net.act
-    if last and act == SOFTMAX:
-        return
-    real = min(max(layer.n_out - q0, 0), q1 - q0)
-    activation_forward(post, pre, layer.aoff + q0, net.arow, n, real, q1 - q0, act)
-
-
-@njit(cache=True)
-def backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0, j1):
-    """BLAS layer k's weight gradient on its output lanes q0..q1-1 (sgemm into those columns
-    of gwt) and dinp on input lanes j0..j1-1 (sgemm of those rows of wt) times the
-    derivative of the layer below's activation."""
-    layer, below, arow = layers[k], layers[k - 1], net.arow
+def blas_forward(out, o0, inp, i0, arow, m, layer, work):
+    """out = bias + inp wt of a layer after the first for m rows: one sgemm (as dense_forward's
+    PATH_BLAS, here whatever the layer's path: module doc)."""
     s = layer.stride
-    if q1 > q0:
-        # row-major gwt (n_in, s) += inp^T d on columns q0..q1: column-major, as net.py
-        sgemm(False, True, q1 - q0, layer.n_in, n, ONE, delta, layer.aoff + q0, arow, post,
-              below.aoff, arow, ONE, grad, layer.woff + q0, s)  # fmt: skip
-    if j1 > j0:
-        real = min(max(layer.n_in - j0, 0), j1 - j0)
-        if real > 0:
-            # row-major dinp (n, real) = d wt[j0:j0+real]^T: column-major dinp^T = wt d^T
-            sgemm(True, False, real, n, s, ONE, work, layer.woff + j0 * s, s, delta,
-                  layer.aoff, arow, ZERO, delta, below.aoff + j0, arow)  # fmt: skip
-        for b in range(n):
-            for j in range(j0 + real, j1):
-                delta[b * arow + below.aoff + j] = ZERO
-        activation_backward(delta, pre, post, below.aoff + j0, arow, n, real, j1 - j0, net.act)
+    for b in range(m):
+        for q in range(0, s, LANES):
+            vstore(out, b * arow + o0 + q, vload(work, layer.boff + q))
+    sgemm(False, False, s, m, layer.n_in, ONE, work, layer.woff, s, inp, i0, arow, ONE, out, o0,
+          arow)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, layers, net,
+              dscale):  # fmt: skip
+    """Rows b0..b1-1 of the batch at r0 forward through every layer, through the loss head
+    (output gradient times dscale) and back to the first layer's output gradient, times
+    its activation's derivative. Returns (sum of the rows' losses, rows classified right).
+
+    Row b of a layer's buffers is at b * arow + its offset: the rows' own slice of the
+    batch's buffers, so the kernels run as for a batch of b1 - b0 rows.
+    """
+    m = b1 - b0
+    if m <= 0:
+        return ZERO, 0
+    arow = net.arow
+    o = b0 * arow
+    n_layers = layers.shape[0]
+    for k in range(1, n_layers):  # (the first layer: first_lanes, before)
+        layer = layers[k]
+        at = layer.aoff + o
+        blas_forward(pre, at, post, layers[k - 1].aoff + o, arow, m, layer, work)
+        if k < n_layers - 1:
+            activation_forward(post, pre, at, arow, m, layer.n_out, layer.stride, net.act)
+        elif net.out_act != SOFTMAX:
+            activation_forward(post, pre, at, arow, m, layer.n_out, layer.stride, net.out_act)
+    last = layers[n_layers - 1]
+    loss, hits = loss_head(delta, post, pre, last.aoff + o, arow, m, last.n_out, last.stride,
+                           targets.labels, targets.target, targets.weight, targets.order,
+                           r0 + b0, dscale, lse[b0:], net.out_act)  # fmt: skip
+    for k in range(n_layers - 1, 0, -1):
+        layer, below = layers[k], layers[k - 1]
+        dense_dinp(delta, below.aoff + o, delta, layer.aoff + o, arow, m, layer.n_in, work,
+                   layer.woff, wc, layer.coff, layer.n_out, layer.stride, below.stride,
+                   PATH_BLAS)  # fmt: skip
+        activation_backward(delta, pre, post, below.aoff + o, arow, m, layer.n_in, below.stride,
+                            net.act)  # fmt: skip
+    return loss, hits
+
+
+@njit(cache=True, inline="always")
+def transpose_part(parts, t, n, inputs, r0, alpha):
+    """Rows r0..r0+n-1 of the batch by input column, values times alpha, into part t
+    (transpose_rows): each thread its own rows, no serial transposition between loops."""
+    t_starts, t_rows, t_vals = parts
+    transpose_rows(t_starts[t], t_rows[t], t_vals[t], n, inputs.cols, inputs.vals, inputs.starts,
+                   inputs.rowmap, r0, alpha)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def weights_pass(work, grad, w_first, alpha, scratch, parts, n, inputs, r0, layers, net, qa, qb,
+                 t, shards, state, optim, in_place, lr, step):  # fmt: skip
+    """Thread t's share of the batch's weight gradients, and the step on it: the first
+    layer's lanes qa..qb-1 (whole WIDE blocks) of its weights (into w_first times alpha;
+    stepped here row by row unless in place) and bias, then for each later layer rows
+    j0..j1-1 of its weight (inputs j0..j1-1: for the second layer the lanes qa..qb-1 of
+    the first layer's activations, which this thread overwrites next) and its lanes of
+    the bias. The first layer's gradient reads the batch's inputs by column in `shards`
+    parts (``parts``, one per slice of rows, by :func:`transpose_part`), part after part:
+    each weight takes its rows' terms in row order, the same floats as from one part."""
+    post, delta = scratch[1], scratch[2]
+    arow = net.arow
+    first = layers[0]
+    s0 = first.stride
+    t_starts, t_rows, t_vals = parts
+    for p in range(shards):
+        b0, b1 = n * p // shards, n * (p + 1) // shards
+        if b1 > b0:
+            sparse_backward(w_first, first.woff, delta, first.aoff + b0 * arow, arow, b1 - b0,
+                            inputs.cols, inputs.vals, inputs.starts, inputs.rowmap, r0 + b0,
+                            alpha, s0, qa, qb, t_starts[p], t_rows[p], t_vals[p])  # fmt: skip
+    if not in_place:  # elementwise: any slicing gives the same floats
+        update_rows(work, grad, first.woff, first.n_in, s0, qa, qb, state.velocity, state.m,
+                    state.v, optim, lr, step)  # fmt: skip
+    bias_backward(grad, first.boff + qa, delta, first.aoff + qa, arow, n, qb - qa)
+    update(work, grad, first.boff + qa, first.boff + qb, state.velocity, state.m, state.v,
+           optim, lr, step)  # fmt: skip
+    for k in range(1, layers.shape[0]):
+        layer, below = layers[k], layers[k - 1]
+        s = layer.stride
+        if k == 1:
+            j0, j1 = min(qa, layer.n_in), min(qb, layer.n_in)
+        else:
+            j0, j1 = layer.n_in * t // shards, layer.n_in * (t + 1) // shards
+        dense_dweight(grad, layer.woff, delta, layer.aoff, post, below.aoff, arow, n, s, j0, j1,
+                      PATH_BLAS)  # fmt: skip
+        update(work, grad, layer.woff + j0 * s, layer.woff + j1 * s, state.velocity, state.m,
+               state.v, optim, lr, step)  # fmt: skip
+        q0, q1 = slice_of(s, t, shards)
+        bias_backward(grad, layer.boff + q0, delta, layer.aoff + q0, arow, n, q1 - q0)
+        update(work, grad, layer.boff + q0, layer.boff + q1, state.velocity, state.m, state.v,
+               optim, lr, step)  # fmt: skip
 
 
 @njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
 def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
                      net, optim, losses, correct, shards):  # fmt: skip
-    """train_loop with every layer split between `shards` threads by lanes (module doc);
-    BLAS must run on one thread inside them."""
-    n_layers = layers.shape[0]
-    arow = net.arow
-    n_rows, n_classes, grad, scratch, in_place, w_first, lo = loop_start(
+    """train_loop on `shards` threads, two parallel loops a batch (module doc), one more
+    at the end for the last batch's weights; BLAS must run on one thread inside them."""
+    n_rows, n_classes, grad, scratch, in_place, w_first, _ = loop_start(
         work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
-    pw = work.shape[0]
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
+    part_loss = np.zeros(shards, np.float32)
+    part_hits = np.zeros(shards, np.int64)
     s0 = layers[0].stride
     blocks = -(-s0 // WIDE)
-    for j in range(losses.shape[0]):
+    n_batches = losses.shape[0]
+    entries = scratch[5].shape[0]  # (loop_start's room for a batch's entries)
+    parts = (np.zeros((shards, layers[0].n_in + 2), np.int64),
+             np.zeros((shards, entries), np.int64), np.zeros((shards, entries), np.float32))  # fmt: skip
+    # batch j - 1's weights (the step) and batch j's first layer in one loop: each thread
+    # reads only the first-layer weights it has just stepped
+    n_done, r0_done, lr_done, alpha_done = np.int64(0), np.int64(0), ZERO, ONE  # (not a literal 0)
+    for j in range(n_batches + 1):
         r0 = j * batch_size
-        n = min(batch_size, n_rows - r0)
+        n = min(batch_size, n_rows - r0) if j < n_batches else 0
+        for t in prange(shards):
+            # int64(t): the prange index is int64 where Numba types this body in
+            # train_loop_split and uint64 in the parallel function; uint64 lanes compiled
+            # the kernels they reach a second time
+            th = np.int64(t)
+            qa, qb = lane_cut(s0, blocks, th, shards)
+            if j > 0:
+                weights_pass(work, grad, w_first, alpha_done, scratch, parts, n_done, inputs,
+                             r0_done, layers, net, qa, qb, th, shards, state, optim, in_place,
+                             lr_done, step0 + j)  # fmt: skip
+            if n > 0:
+                first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb)
+        if j == n_batches:
+            break
         lr = lrs[j]
         alpha = -lr if in_place else ONE
         dscale, lscale = batch_scales(net, n, n_classes, totals, j)
         for t in prange(shards):
-            qa, qb = lane_cut(s0, blocks, t, shards)
-            first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
-            activate_lanes(pre, post, n, layers, net, 0, qa, qb)
-        for k in range(1, n_layers):
-            layer = layers[k]
-            s = layer.stride  # (a record cannot go into a prange body in Numba 0.68)
-            if layer.path == PATH_BLAS:
-                for t in prange(shards):
-                    q0, q1 = slice_of(s, t, shards)
-                    forward_lanes(pre, post, n, work, layers, net, k, q0, q1)
-            else:  # a small layer on our kernels: this thread
-                dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, arow, n, layer.n_in,
-                              work, layer.woff, work, layer.boff, layer.stride,
-                              layer.path)  # fmt: skip
-                activate_lanes(pre, post, n, layers, net, k, 0, layer.stride)
-        loss, hits = net_head(delta, pre, post, n, targets, r0, layers, net, dscale, lse)
-        for k in range(n_layers - 1, 0, -1):
-            layer, below = layers[k], layers[k - 1]
-            s, s_in = layer.stride, below.stride
-            if layer.path == PATH_BLAS:
-                bias_backward(grad, layer.boff, delta, layer.aoff, arow, n, s)
-                for t in prange(shards):
-                    q0, q1 = slice_of(s, t, shards)
-                    j0, j1 = slice_of(s_in, t, shards)
-                    backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0,
-                                   j1)  # fmt: skip
-            else:
-                dense_backward(delta, grad, layer.woff, grad, layer.boff, delta, layer.aoff,
-                               post, below.aoff, arow, n, layer.n_in, work, wc, layer.coff,
-                               layer.n_out, layer.stride, below.stride,
-                               layer.path)  # fmt: skip
-                activation_backward(delta, pre, post, below.aoff, arow, n, layer.n_in,
-                                    below.stride, net.act)  # fmt: skip
-        bias_backward(grad, layers[0].boff, delta, layers[0].aoff, arow, n, s0)
-        transpose_first(scratch, n, inputs, r0, alpha)
-        for t in prange(shards):
-            qa, qb = lane_cut(s0, blocks, t, shards)
-            first_backward(w_first, alpha, scratch, n, inputs, r0, layers, net, qa, qb)
-        for t in prange(shards):  # the step, elementwise: any slicing gives the same floats
-            a = lo + (pw - lo) * t // shards
-            b = lo + (pw - lo) * (t + 1) // shards
-            update(work, grad, a, b, state.velocity, state.m, state.v, optim, lr, step0 + j + 1)
-        refresh(wc, work, layers)
+            th = np.int64(t)
+            b0, b1 = n * th // shards, n * (th + 1) // shards
+            transpose_part(parts, th, b1 - b0, inputs, r0 + b0, alpha)
+            part_loss[t], part_hits[t] = rows_pass(pre, post, delta, lse, b0, b1, inputs, targets,
+                                                   r0, work, wc, layers, net, dscale)  # fmt: skip
+        loss = ZERO
+        hits = 0
+        for t in range(shards):  # in thread order: the same sum run after run
+            loss += part_loss[t]
+            hits += part_hits[t]
         losses[j] = loss * lscale
         correct[j] = hits
+        n_done, r0_done, lr_done, alpha_done = n, r0, lr, alpha
