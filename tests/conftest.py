@@ -8,9 +8,18 @@ tests/referee.py, which also catches the skips outside these fixtures).
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.referee import require_data, require_torch
+
+# A shell without job control starts a background command (`pytest ... &`) with Ctrl-C
+# (SIGINT) ignored, and every child inherits that: the tests that press Ctrl-C on a child
+# (download, save, serve) then saw it do nothing. A handler of our own is reset to the
+# default in each child, as a terminal would have it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
