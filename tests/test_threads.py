@@ -158,3 +158,28 @@ def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(two[0], one[0], rtol=1e-5)
     np.testing.assert_allclose(two[2], one[2], rtol=1e-4, atol=1e-6)
+
+
+def test_a_call_shorter_than_a_batch_plans_for_the_batch_size(monkeypatch):
+    """The warm-up step on a small data set and an epoch's last chunk have fewer rows than
+    a batch: they must run (and so compile) the loop and kernels of the batch size asked
+    for, as the rest of the epoch does, not those of their own row count (which made a
+    2,048-row fit of 784-256-256-10 at batch 128 compile both split loops)."""
+    from kernels.numba import network, plan
+
+    asked = []
+    plan_threads, geometry = plan.plan_threads, network.geometry
+    monkeypatch.setattr(plan, "plan_threads",
+                        lambda g, net, inputs, rows, threads: asked.append(("plan", rows))
+                        or plan_threads(g, net, inputs, rows, threads))  # fmt: skip
+    monkeypatch.setattr(network, "geometry",
+                        lambda net, rows: asked.append(("geometry", rows)) or geometry(net, rows))  # fmt: skip
+    net = Net((784, 16, 16, 10), "relu", "softmax", "cross_entropy")
+    X, y = digits_like(10, 3)
+    params = np.empty(net.n_params, np.float32)
+    kernels.backend("numpy").init_params(params, net, "he_uniform", 1)
+    kernels.backend("numba").train_steps(
+        params, optimizer_state(net, "sgd"), net, X, y, np.arange(10), 128,
+        np.full(1, 0.1, np.float32), Optimizer("sgd"), 0, 2,
+    )  # fmt: skip
+    assert asked == [("geometry", 128), ("plan", 128)]
