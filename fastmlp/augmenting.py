@@ -179,8 +179,10 @@ class _Buffer:
         self.rows = rows
         self.out = np.empty((rows, n_features), np.uint8)
         if sparse:
+            from kernels.numba.work import column_dtype  # the numba backend's only
+
             room = rows * n_features + (PIECES + 1) * LANES
-            self.cols = np.empty(room, np.uint16 if n_features <= 65536 else np.uint32)
+            self.cols = np.empty(room, column_dtype(n_features))
             self.vals = np.empty(room, np.float32)
             self.starts = np.empty(rows + PIECES + 1, np.int64)
 

@@ -45,7 +45,7 @@ import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @n
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
 from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e, sample16g
 from kernels.numba.memory import prefetch
-from kernels.numba.work import INV255, compress_row
+from kernels.numba.work import INV255, column_dtype, compress_row
 
 __all__ = ["augment_params", "augment_rows", "bounding_boxes", "kind_code", "scratch_for"]
 
@@ -136,7 +136,7 @@ def _check_sparse(cols, vals, starts, n, side, scratch):
     """One line naming what is wrong with ``sparse`` (compiled code writes by index)."""
     if scratch is not None and scratch.shape[0] != 1:
         raise ValueError("augment_rows writes sparse rows with a one-block scratch only")
-    wide = np.uint16 if side * side <= 65536 else np.uint32
+    wide = column_dtype(side * side)
     for name, array, dtype in (("cols", cols, wide), ("vals", vals, np.float32),
                                ("starts", starts, np.int64)):  # fmt: skip
         if not (isinstance(array, np.ndarray) and array.ndim == 1 and array.dtype == dtype
