@@ -227,7 +227,7 @@ def test_split_loop_matches_numpy_and_repeats(numba_paths, monkeypatch, width, n
     inputs = nb.prepare_inputs(X)
     g = network.geometry(net, 40)
     csr = Inputs(inputs.cols, inputs.vals, inputs.starts, np.arange(len(X), dtype=np.int64))
-    assert plan.plan_threads(g, net, csr, 40, 2) == ("split", 2)
+    assert plan.plan_threads(g, net, csr, 40, 2) == (f"split_{split}", 2)
     runs = []
     for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
         kb = kernels.backend(backend)
@@ -262,7 +262,7 @@ def test_split_loop_small_batches(numba_paths, monkeypatch, width, batch, name):
     lrs = np.full(3, 0.05, np.float32)
     inputs = kernels.backend("numba").prepare_inputs(X)
     csr = Inputs(inputs.cols, inputs.vals, inputs.starts, order)
-    assert plan.plan_threads(network.geometry(net, batch), net, csr, batch, 2) == ("split", 2)
+    assert plan.plan_threads(network.geometry(net, batch), net, csr, batch, 2) == ("split_rows", 2)
     runs = []
     for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
         kb = kernels.backend(backend)
@@ -296,7 +296,7 @@ def test_split_loop_mse_tanh_matches_numpy(numba_paths, monkeypatch, width):
     lrs = np.full(4, 0.1, np.float32)
     inputs = kernels.backend("numba").prepare_inputs(X)
     csr = Inputs(inputs.cols, inputs.vals, inputs.starts, order)
-    assert plan.plan_threads(network.geometry(net, 40), net, csr, 40, 2) == ("split", 2)
+    assert plan.plan_threads(network.geometry(net, 40), net, csr, 40, 2) == ("split_rows", 2)
     runs = []
     for backend, threads in (("numba", 2), ("numba", 2), ("numpy", 1)):
         kb = kernels.backend(backend)

@@ -97,11 +97,11 @@ def mnist_like_inputs(n=512):
         ((784, 16, 16, 10), 128, 16, ("rows", 4)),  # at least 32 rows a thread
         ((784, 64, 64, 10), 128, 2, ("rows", 2)),
         ((784, 64, 64, 10), 512, 16, ("rows", 16)),
-        ((784, 256, 256, 10), 128, 16, ("split", 4)),  # at least 64 lanes a thread
+        ((784, 256, 256, 10), 128, 16, ("split_lanes", 4)),  # at least 64 lanes a thread
         ((784, 800, 10), 128, 16, ("lanes", 13)),  # at most one thread per 64 lanes
         ((784, 800, 10), 128, 1, ("serial", 1)),
-        ((784, 1024, 1024, 10), 128, 16, ("split", 16)),
-        ((784, 1024, 1024, 10), 128, 32, ("split", 16)),
+        ((784, 1024, 1024, 10), 128, 16, ("split_lanes", 16)),
+        ((784, 1024, 1024, 10), 128, 32, ("split_lanes", 16)),
         ((784, 1024, 1024, 10), 128, 1, ("serial", 1)),
     ],
 )
@@ -112,7 +112,7 @@ def test_thread_plan_depends_on_the_shape_only(sizes, rows, threads, expected):
 
     net = Net(sizes, "relu", "softmax", "cross_entropy")
     g = network.geometry(net, rows)
-    if expected[0] == "split" and not g.uses_blas:
+    if expected[0].startswith("split") and not g.uses_blas:
         pytest.skip("SciPy (BLAS for compiled code) is not installed")
     inputs = mnist_like_inputs()
     plans = {plan.plan_threads(g, net, inputs, rows, threads) for _ in range(3)}
@@ -121,8 +121,9 @@ def test_thread_plan_depends_on_the_shape_only(sizes, rows, threads, expected):
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
-    """train_loop_split (BLAS layers, rows then weights split) with sample weights, some
-    zero: one thread's result to rounding, and the same floats run after run."""
+    """train_loop_split_lanes (BLAS layers, every layer split by lanes: 25 rows a thread)
+    with sample weights, some zero: one thread's result to rounding, and the same floats
+    run after run."""
     from kernels.numba import net as kn
     from kernels.numba import network, plan
 
@@ -138,7 +139,7 @@ def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
     nb = kernels.backend("numba")
     inputs = nb.prepare_inputs(X)
     assert plan.plan_threads(network.geometry(net, 50), net, mnist_like_inputs(), 50, 2)[0] == (
-        "split")  # fmt: skip
+        "split_lanes")  # fmt: skip
 
     def run(threads):
         params = np.empty(net.n_params, np.float32)

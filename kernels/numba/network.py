@@ -419,9 +419,9 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     # BLAS on one thread inside Numba's threads (train_loop_split); all of them for train_loop
     blas = _blas_limit(1 if threads > 1 else threads_asked)
     with blas if g.uses_blas else contextlib.nullcontext():
-        if loop == "split" and plan.split_by_rows(batch_size, threads):
+        if loop == "split_rows":
             train_loop_split(*args, threads)
-        elif loop == "split":
+        elif loop == "split_lanes":
             train_loop_split_lanes(*args, threads)
         elif loop == "lanes":
             train_loop_lanes(*args, threads)

@@ -20,9 +20,9 @@ LANES_MIN_BATCH = 16
 # (Intel Xeon, 784-256-256-10, batch 128, s/epoch at 1/2/4/8/16 threads): 0.92/0.97/0.89/
 # 0.98/1.46 with the gradient summed on one thread; 2 cores: one thread 0.48 s, two 0.28 s.
 ROWS_PER_THREAD = 32
-# Fewest lanes of its widest layer a thread gets in train_loop_split (one WIDE block).
+# Fewest lanes of its widest layer a thread gets in either split loop (one WIDE block).
 SPLIT_LANES_PER_THREAD = 64
-# Most threads a "split" plan runs as kernels.numba.split.train_loop_split (two parallel
+# Most threads of a "split_rows" plan (kernels.numba.split.train_loop_split: two parallel
 # loops a batch, the forward pass split by rows); above, train_loop_split_lanes (every
 # layer split by lanes, as measured on 16 cores: an sgemm on the few rows each of 16
 # threads would get repacks the whole weight matrix per call). Row split measured on 2
@@ -36,18 +36,13 @@ ROW_SPLIT_MAX_THREADS = 2
 ROW_SPLIT_MIN_ROWS = 64
 
 
-def split_by_rows(rows: int, threads: int) -> bool:
-    """Whether a "split" plan of ``threads`` threads on batches of ``rows`` rows runs
-    train_loop_split (rows, then weights) rather than train_loop_split_lanes."""
-    return threads <= ROW_SPLIT_MAX_THREADS and rows // threads >= ROW_SPLIT_MIN_ROWS
-
-
 def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:
     """(loop, threads it runs on) for batches of ``rows`` rows and at most ``threads`` threads.
 
-    * "split": a network with BLAS layers, at most one thread per WIDE block of its
-      widest layer: train_loop_split (rows, then weights) up to ROW_SPLIT_MAX_THREADS
-      threads, train_loop_split_lanes (every layer by lanes) above;
+    * "split_rows" (train_loop_split: weights, then rows) and "split_lanes"
+      (train_loop_split_lanes: every layer by lanes): a network with BLAS layers, at most
+      one thread per WIDE block of its widest layer; split_rows up to ROW_SPLIT_MAX_THREADS
+      threads with at least ROW_SPLIT_MIN_ROWS rows a thread, split_lanes otherwise;
     * "lanes" (train_loop_lanes): a wide first layer that is the larger part of the work,
       at most one thread per WIDE block of it;
     * "rows" (train_loop_threads): batches of PARALLEL_MIN_BATCH rows or more, at least
@@ -60,7 +55,10 @@ def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int
     widest = int(g.layers["stride"].max())
     if g.uses_blas:
         split = min(threads, widest // SPLIT_LANES_PER_THREAD)
-        return ("split", split) if split > 1 else ("serial", 1)
+        if split < 2:
+            return "serial", 1
+        by_rows = split <= ROW_SPLIT_MAX_THREADS and rows // split >= ROW_SPLIT_MIN_ROWS
+        return ("split_rows" if by_rows else "split_lanes"), split
     if rows >= LANES_MIN_BATCH and first_layer_leads(g, net, inputs):
         lanes = min(threads, -(-int(g.layers[0]["stride"]) // kn.WIDE))
         if lanes > 1:

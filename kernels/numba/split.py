@@ -1,5 +1,5 @@
 """Networks with BLAS layers on 2 threads and batches of 64 rows a thread or more
-(``train_loop_split``, see ``plan.split_by_rows``): two parallel loops a batch, BLAS on
+(``train_loop_split``, plan "split_rows" in ``plan.plan_threads``): two parallel loops a batch, BLAS on
 one thread inside each slice.
 
 Giving the threads to BLAS (``train_loop`` with BLAS's own threads) leaves everything
