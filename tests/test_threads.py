@@ -184,3 +184,20 @@ def test_a_call_shorter_than_a_batch_plans_for_the_batch_size(monkeypatch):
         np.full(1, 0.1, np.float32), Optimizer("sgd"), 0, 2,
     )  # fmt: skip
     assert asked == [("geometry", 128), ("plan", 128)]
+
+
+def test_train_steps_leaves_the_callers_thread_count_as_it_was():
+    """The plan's thread count is Numba's for the call only: a forward after it takes what
+    the caller allowed (set_num_threads is the calling thread's and would outlive the call)."""
+    numba.set_num_threads(1)
+    try:
+        train_steps(2, Optimizer("sgd"))  # BATCH rows: the 2-thread row split
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(2)
+    try:
+        train_steps(1, Optimizer("sgd"))
+        assert numba.get_num_threads() == 2
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
