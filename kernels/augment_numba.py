@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
+from kernels.augment_fetch import VBMI, WINDOWS
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
 from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e, sample16g
 from kernels.numba.memory import prefetch
@@ -53,6 +54,7 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX2 = np.uint64(0x94D049BB133111EB)
 AHEAD = 2  # images: how far ahead their bytes are fetched into the cache
+DIRECT = VBMI  # interior images are read in place by byte permutes (augment_fetch)
 
 
 def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
@@ -221,6 +223,12 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
 
 
 @njit(cache=True, inline="always")
+def _direct_side(side):
+    """Whether the windows fit in an image of this side (a row a window at least)."""
+    return side <= 63 and side * side >= 128 + (127 - side) * (WINDOWS - 1)
+
+
+@njit(cache=True, inline="always")
 def _views(work, side):
     """One block's scratch (:func:`scratch_for`), cut into its parts."""
     a, b, c, d, e, _ = _scratch_words(side)
@@ -370,7 +378,12 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     # interleaved as row r (pixel (x, y) of the image at padded (x + 1, y + 1)), for the
     # rows a footprint inside the box can touch. Columns 0 and side + 1 stay 0.
     width = 2 * (side + 2)  # bytes a row of pairs
-    for r in range(y_lo, y_hi + 2):  # padded rows r and r + 1: image rows r - 1 and r
+    # Ink a pixel away from every border: the samples read the image itself (negative
+    # width), by byte permutes, no footprint that can see ink leaving it (augment_fetch).
+    if DIRECT and min(x_lo, y_lo) >= 1 and max(x_hi, y_hi) <= side - 2 and _direct_side(side):
+        width, padded = -side, source
+    pairs = y_hi + 2 if width > 0 else y_lo  # (none for the image itself)
+    for r in range(y_lo, pairs):  # padded rows r and r + 1: image rows r - 1 and r
         up = side if r >= 1 else 0  # an image row, or none
         down = side if r < side else 0
         for x in range(0, side, 32):

@@ -30,6 +30,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from kernels.augment_fetch import fetch
+
 LANES = 16
 
 _I1, _I8, _I32, _I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -96,19 +98,12 @@ def _sample(h, out, o, image, width, xs, ys, box, count):
         builder.and_(builder.icmp_signed(">=", xs, lo_x), builder.icmp_signed("<=", xs, hi_x)),
         builder.and_(builder.icmp_signed(">=", ys, lo_y), builder.icmp_signed("<=", ys, hi_y)),
     )
-    x0 = builder.add(builder.ashr(xs, _const(16)), _const(1))
-    y0 = builder.add(builder.ashr(ys, _const(16)), _const(1))
+    x0, y0 = builder.ashr(xs, _const(16)), builder.ashr(ys, _const(16))
     fx = builder.and_(builder.ashr(xs, _const(8)), _const(255))
     fy = builder.and_(builder.ashr(ys, _const(8)), _const(255))
-    offset = builder.add(builder.mul(y0, h.lanes(width[1], width[0])), builder.shl(x0, _const(1)))
-    ptrs = ir.VectorType(ir.PointerType(), LANES)
-    gather = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(_V32, [ptrs, _I32, _VMASK, _V32]),
-        "llvm.masked.gather.v16i32.v16p0",
-    )  # fmt: skip
-    gep = builder.gep(h.data(*image), [offset], inbounds=True, source_etype=_I8)
-    gep.type = ptrs  # base + i32 offsets: vpgatherdd (64-bit pointers would take two gathers)
-    quad = builder.call(gather, [gep, ir.Constant(_I32, 1), inside, _const(0)])
+    source = h.context.make_array(image[0])(h.context, builder, image[1])
+    size = builder.extract_value(source.shape, 0)
+    quad = fetch(builder, source.data, size, h.i32(width[1], width[0]), x0, y0, inside)
     byte = _const(255)
     p00, p10 = builder.and_(quad, byte), builder.and_(builder.lshr(quad, _const(8)), byte)
     p01 = builder.and_(builder.lshr(quad, _const(16)), byte)
