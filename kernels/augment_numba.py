@@ -403,16 +403,16 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
             sx0, sy0 = b * y + ox, d * y + oy
             o = (i * side + y) * side
             top, wy = cells[y] * points, weights[y]  # the grid rows around y, and its weight
-            for k in range(blocks):  # the field computed in the lanes, from the grid
+            if grid_rows:  # the field computed in the lanes, from the grid
+                sample16g(out, o, padded, width, sx0, a, sy0, c, along, top, points, g2, wy,
+                          cells, weights, x0, blocks, side, limits)  # fmt: skip
+                continue
+            for k in range(blocks):  # from the grid's columns interpolated down to every row
                 x = x0 + k * LANES
                 count = min(LANES, side - x)
-                if grid_rows:
-                    sample16g(out, o + x, padded, width, sx0, a, sy0, c, along, top, points,
-                              g2, wy, cells, weights, x, limits, count)  # fmt: skip
-                else:  # from the grid's columns interpolated down to every row
-                    sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
-                              cells, weights, x, cells[x], cells[x + count - 1], limits,
-                              count)  # fmt: skip
+                sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
+                          cells, weights, x, cells[x], cells[x + count - 1], limits,
+                          count)  # fmt: skip
         return
     # the affine map's column steps, inverted once (the spans below solve for x)
     inv_a, inv_c = 1.0 / a if a != 0 else 0.0, 1.0 / c if c != 0 else 0.0

@@ -254,51 +254,74 @@ def _permute(builder, table, index):
     return result
 
 
-def _grid_field(h, grid, top, points, wy, cells, weights, j):
-    """One axis of the elastic field at 16 columns j.. of row y: the grid's rows around y
-    (``grid[top:]`` and ``grid[top + points:]``, 16 readable each) interpolated down to y
-    with weight ``wy`` (the reference's first step, for all grid columns at once), then
-    in lane k, cell ``c = cells[j + k]``: ``L + ((R - L) weights[j + k] >> 16)`` with L, R
-    that row's values at grid columns c and c + 1 (picked by permutes: points <= 16)."""
+def _grid_row(h, grid, top, points, wy):
+    """One axis of the elastic field along row y, at the grid's columns (lanes): the grid's
+    rows around y (``grid[top:]``, ``grid[top + points:]``, 16 readable each) interpolated
+    down to y with weight ``wy`` (the reference's first step), as (L, H, W): L the value at
+    each grid column, and the step to the next column ``R - L = 65536 H + W``
+    (0 <= W < 65536), split once a row for :func:`_grid_lanes`."""
     builder = h.builder
     up = h.load16(*grid, *top)
     down_at = builder.add(h.intp(top[1], top[0]), h.intp(points[1], points[0]))
     down = h.load16(grid[0], grid[1], types.intp, down_at)
     row = builder.add(up, _split_mul(builder, builder.sub(down, up), h.lanes(wy[1], wy[0])))
-    cell = h.load16(*cells, *j)
-    left = _permute(builder, row, cell)
-    right = _permute(builder, row, builder.add(cell, _const(1)))
-    return builder.add(left, _split_mul(builder, builder.sub(right, left), h.load16(*weights, *j)))
+    ahead = ir.Constant(ir.VectorType(_I32, LANES), [min(k + 1, LANES - 1) for k in range(LANES)])
+    step = builder.sub(builder.shuffle_vector(row, row, ahead), row)  # (last lane unused)
+    return row, builder.ashr(step, _const(16)), builder.and_(step, _const(0xFFFF))
+
+
+def _grid_lanes(builder, row, cell, weight):
+    """The field in lane k from :func:`_grid_row`'s (L, H, W) at the lane's grid cell c:
+    ``L + ((R - L) weight >> 16)`` = ``L + H weight + ((W weight) >>> 16)`` (the
+    reference's interpolation along x; exact: :func:`_split_mul`)."""
+    left, high, low = (_permute(builder, v, cell) for v in row)
+    low = builder.lshr(builder.mul(low, weight), _const(16))
+    return builder.add(builder.add(left, builder.mul(high, weight)), low)
 
 
 @intrinsic
 def sample16g(typingctx, out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells,
-              weights, j, box, count):  # fmt: skip
-    """:func:`sample16` with the elastic field computed in the lanes from the grid itself
-    (at most 16 points a side): ``grid`` flat int32, the x displacements' grid row by row
-    (``points`` a row), the y ones from ``gy``; the row's grid cell starts at ``top``
-    (its row of points, and the next), ``wy`` its weight down the cell; ``cells``,
-    ``weights`` (flat int32, 16 readable from j): each column's cell and weight along x.
-    The grid arrays need 16 readable values from each row's start."""
-    ints = (o, width, sx, a, sy, c, top, points, gy, wy, j, count)
+              weights, j0, blocks, side, box):  # fmt: skip
+    """:func:`sample16` along a row, ``blocks`` vectors from column j0 (the last one's
+    lanes up to ``side``), with the elastic field computed in the lanes from the grid
+    itself (at most 16 points a side): ``grid`` flat int32, the x displacements' grid row
+    by row (``points`` a row), the y ones from ``gy``; the row's grid cell starts at
+    ``top`` (its row of points, and the next), ``wy`` its weight down the cell; ``cells``,
+    ``weights`` (flat int32, 16 readable from every vector's first column): each column's
+    cell and weight along x. The grid arrays need 16 readable values from each row's
+    start. The grid's rows are interpolated down to the row once for all its vectors."""
+    ints = (o, width, sx, a, sy, c, top, points, gy, wy, j0, blocks, side)
     if not _args_ok(out, image, box, ints, (grid, cells, weights)):
         return None
 
     def codegen(context, builder, sig, args):
         t = list(zip(sig.args, args, strict=True))
-        out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells, weights, j = t[:16]
-        box, count = t[16:]
+        out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells, weights = t[:15]
+        j0, blocks, side, box = t[15:]
         h = _Lanes(context, builder)
-        ex = _grid_field(h, grid, top, points, wy, cells, weights, j)
+        row_x = _grid_row(h, grid, top, points, wy)
         top_y = builder.add(h.intp(top[1], top[0]), h.intp(gy[1], gy[0]))
-        ey = _grid_field(h, grid, (types.intp, top_y), points, wy, cells, weights, j)
-        xs = builder.add(_affine_lanes(h, sx, a, j), ex)
-        ys = builder.add(_affine_lanes(h, sy, c, j), ey)
-        _sample(h, out, o, image, width, xs, ys, box, count)
+        row_y = _grid_row(h, grid, (types.intp, top_y), points, wy)
+        first, last = h.intp(j0[1], j0[0]), h.intp(side[1], side[0])
+        at = h.intp(o[1], o[0])
+        intp = context.get_value_type(types.intp)
+        with cgutils.for_range(builder, h.intp(blocks[1], blocks[0])) as loop:
+            jv = builder.add(first, builder.mul(loop.index, ir.Constant(intp, LANES)))
+            j = (types.intp, jv)
+            cell, weight = h.load16(*cells, *j), h.load16(*weights, *j)
+            ex = _grid_lanes(builder, row_x, cell, weight)
+            ey = _grid_lanes(builder, row_y, cell, weight)
+            xs = builder.add(_affine_lanes(h, sx, a, j), ex)
+            ys = builder.add(_affine_lanes(h, sy, c, j), ey)
+            left = builder.sub(last, jv)
+            count = builder.select(builder.icmp_signed("<", left, ir.Constant(intp, LANES)),
+                                   left, ir.Constant(intp, LANES))  # fmt: skip
+            _sample(h, out, (types.intp, builder.add(at, jv)), image, width, xs, ys, box,
+                    (types.intp, count))  # fmt: skip
         return context.get_dummy_value()
 
     sig = types.none(out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells,
-                     weights, j, box, count)  # fmt: skip
+                     weights, j0, blocks, side, box)  # fmt: skip
     return sig, codegen
 
 
