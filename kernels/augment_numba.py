@@ -308,7 +308,7 @@ def _reach(a, b, ox, c, d, oy, lo_x, hi_x, lo_y, hi_y, side):
     return x0, x1, y0, y1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, along, padded,
           limits):  # fmt: skip
     """Affine and/or elastic: out[i] sampled from X[row] at the moved positions."""
