@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import llvmlite.binding as ll
 from llvmlite import ir
+from numba import types
 from numba.core import cgutils, config
+from numba.extending import intrinsic
 
 LANES = 16
 WINDOWS = 2  # 128-byte windows a vector reads by permutes before it gathers the rest
@@ -44,6 +46,15 @@ def _splat(builder, value, vty):
 
 def _const(value, vty=_V32):
     return ir.Constant(vty, [value] * vty.count)
+
+
+def _flat_bytes(arr) -> bool:
+    return (
+        isinstance(arr, types.Array)
+        and arr.layout == "C"
+        and arr.ndim == 1
+        and arr.dtype == types.uint8
+    )
 
 
 def gather(builder, data, offset, mask, quad):
@@ -149,3 +160,62 @@ def _windows(builder, data, size, side, x0, y0, inside):
             ir.VectorType(_I32, 4 * LANES), swap)), _V32)  # fmt: skip
         builder.store(builder.select(rest, both, quad), result)
     return builder.load(result)
+
+
+@intrinsic
+def pair32(typingctx, dst, d, src, up, n_up, down, n_down, count):
+    """Interleave two image rows, up to 32 bytes each: ``dst[d + 2k] = src[up + k]`` (or 0
+    for k >= n_up), ``dst[d + 2k + 1] = src[down + k]`` (or 0 for k >= n_down), k < count.
+
+    So one 32-bit gather at ``dst[d + 2k]`` reads a bilinear footprint: pixels k and k + 1
+    of the upper row, and of the lower. Masked loads (no byte read past n_up, n_down) and a
+    masked store; dst, src: flat uint8, C order.
+    """
+    ints = (d, up, n_up, down, n_down, count)
+    if not (
+        _flat_bytes(dst) and _flat_bytes(src) and all(isinstance(t, types.Integer) for t in ints)
+    ):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        dst_t, d_t, src_t, up_t, n_up_t, down_t, n_down_t, count_t = sig.args
+        a_dst, a_d, a_src, a_up, a_n_up, a_down, a_n_down, a_count = args
+        wide = 2 * LANES
+
+        def at(ty, arr, i, ity):
+            data = context.make_array(ty)(context, builder, arr).data
+            return builder.gep(data, [context.cast(builder, i, ity, types.intp)], inbounds=True)
+
+        def first(n, nty, lanes):  # the mask of lanes < n
+            v32 = ir.VectorType(_I32, lanes)
+            n = builder.trunc(context.cast(builder, n, nty, types.intp), _I32)
+            one = builder.insert_element(ir.Constant(v32, None), n, ir.Constant(_I32, 0))
+            limit = builder.shuffle_vector(one, one, ir.Constant(v32, None))
+            return builder.icmp_signed("<", ir.Constant(v32, list(range(lanes))), limit)
+
+        v8, v16 = ir.VectorType(_I8, wide), ir.VectorType(_I8, 2 * wide)
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(v8, [ir.PointerType(), _I32, ir.VectorType(_I1, wide), v8]),
+            "llvm.masked.load.v32i8.p0",
+        )  # fmt: skip
+        upper, lower = (
+            builder.call(load, [at(src_t, a_src, a, t), ir.Constant(_I32, 1), first(n, nt, wide),
+                                ir.Constant(v8, [0] * wide)])
+            for a, t, n, nt in ((a_up, up_t, a_n_up, n_up_t), (a_down, down_t, a_n_down, n_down_t))
+        )  # fmt: skip
+        order = [k // 2 + (k % 2) * wide for k in range(2 * wide)]
+        pairs = builder.shuffle_vector(
+            upper, lower, ir.Constant(ir.VectorType(_I32, 2 * wide), order)
+        )
+        store = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [v16, ir.PointerType(), _I32, ir.VectorType(_I1, 2 * wide)]),
+            "llvm.masked.store.v64i8.p0",
+        )  # fmt: skip
+        count = builder.mul(context.cast(builder, a_count, count_t, types.intp),
+                            ir.Constant(context.get_value_type(types.intp), 2))  # fmt: skip
+        keep = first(count, types.intp, 2 * wide)
+        builder.call(store, [pairs, at(dst_t, a_dst, a_d, d_t), ir.Constant(_I32, 1), keep])
+        return context.get_dummy_value()
+
+    return types.none(dst, d, src, up, n_up, down, n_down, count), codegen
