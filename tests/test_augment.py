@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -179,6 +181,41 @@ def test_two_threads_sharing_a_chunk_give_the_reference_bytes(kind):
             ref = np.zeros((len(rows), 784), np.uint8)
             augment_reference.augment_rows(ref, X, rows, 28, kind_code(kind), params, 6, epoch)
             assert_entries_of(got, ref)
+
+
+def test_runs_from_both_ends_hold_every_image_in_order():
+    """A chunk's pieces are taken in runs, a quarter of those left at a time, from the
+    front and from the back (here the back takes all the rest while the front's first run
+    is under way): the bytes and each image's sparse row are still the reference's."""
+    from fastmlp import augmenting
+
+    X = mnist_like(90, seed=5)
+    rows = np.random.default_rng(3).permutation(len(X))[:70]
+    params = augment_params("elastic", 28)
+    kernels = [partial(augment_numba.augment_rows, scratch=augment_numba.scratch_for(28))
+               for _ in range(2)]  # fmt: skip
+    buffer = augmenting._Buffer(len(rows), 784, sparse=True)
+    pieces = augmenting._Pieces(buffer, X, rows, 40, 28, kind_code("elastic"), params, 6, 2)
+    runs = []
+
+    def back(out, *args, **kwargs):
+        runs.append(("back", len(out)))
+        kernels[1](out, *args, **kwargs)
+
+    def front(out, *args, **kwargs):
+        runs.append(("front", len(out)))
+        if len(runs) == 1:
+            pieces.work(back, from_back=True)
+        kernels[0](out, *args, **kwargs)
+
+    pieces.work(front)
+    ref = np.zeros((len(rows), 784), np.uint8)
+    augment_reference.augment_rows(ref, X, rows, 28, kind_code("elastic"), params, 6, 2)
+    np.testing.assert_array_equal(buffer.out[: len(rows)], ref)
+    assert_entries_of(pieces.result(), ref)
+    sizes = [n for side, n in runs if side == "back"]
+    assert runs[0] == ("front", 17) and len(sizes) > 3 and sizes[0] > 3 * sizes[-1]
+    assert sum(n for _, n in runs) == len(rows)
 
 
 def entries(sparse):
