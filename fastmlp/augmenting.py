@@ -173,13 +173,14 @@ class Distorter:
 
 
 class _Buffer:
-    """Where a chunk's distortions go: the images' bytes and, for the numba kernel, their
-    entries: room for every pixel of every image plus 16 a piece, a start per image and
-    per piece (the piece's unused room), and the row map."""
+    """Where a chunk's distortions go: the images' bytes or, for the numba kernel, only
+    their entries: room for every pixel of every image plus 16 a piece, a start per image
+    and per piece (a run's unused room)."""
 
     def __init__(self, rows: int, n_features: int, sparse: bool) -> None:
-        self.rows = rows
-        self.out = np.empty((rows, n_features), np.uint8)
+        self.rows, self.width = rows, n_features
+        # the numba kernel makes each image in its scratch and writes only its entries
+        self.out = None if sparse else np.empty((rows, n_features), np.uint8)
         if sparse:
             from kernels.numba.work import column_dtype  # the numba backend's only
 
@@ -210,19 +211,18 @@ class _Pieces:
     def result(self) -> Any:
         """The distorted rows, once every piece is done: bytes, or the numba backend's
         sparse rows (image j is CSR row j + the first piece of its run)."""
-        n = len(self.rows)
-        out = self.buffer.out[:n]
-        if not hasattr(self.buffer, "cols"):
-            return out
+        n, width = len(self.rows), self.buffer.width
+        if self.buffer.out is not None:
+            return self.buffer.out[:n]
         from kernels.numba import SparseInputs
 
         pieces = len(self.bounds) - 1
         starts = self.buffer.starts[: n + pieces + 1]
-        starts[-1] = n * out.shape[1] + pieces * LANES  # the last piece's room ends here
+        starts[-1] = n * width + pieces * LANES  # the last piece's room ends here
         rowmap = np.arange(n, dtype=np.int64)
         rowmap += np.repeat(self.first, np.diff(self.bounds))
         return SparseInputs.from_parts(self.buffer.cols, self.buffer.vals, starts, rowmap,
-                                       out.shape[1])  # fmt: skip
+                                       width)  # fmt: skip
 
     def work(self, kernel, from_back: bool = False) -> None:
         """Distort pieces until none is left."""
@@ -239,10 +239,10 @@ class _Pieces:
                     self.front += run
             self.first[piece : piece + run] = piece
             a, b = self.bounds[piece], self.bounds[piece + run]
-            sparse = {}
-            if hasattr(self.buffer, "cols"):
-                buffer, width = self.buffer, self.buffer.out.shape[1]
+            buffer, sparse = self.buffer, {}
+            if buffer.out is None:  # only the entries (the kernel's own scratch image)
                 starts = buffer.starts[a + piece : b + piece + 1]
-                starts[0] = a * width + piece * LANES
+                starts[0] = a * buffer.width + piece * LANES
                 sparse = {"sparse": (buffer.cols, buffer.vals, starts)}
-            kernel(self.buffer.out[a:b], self.inputs, self.rows[a:b], *self.args, **sparse)
+            out = None if buffer.out is None else buffer.out[a:b]
+            kernel(out, self.inputs, self.rows[a:b], *self.args, **sparse)

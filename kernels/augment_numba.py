@@ -69,15 +69,17 @@ def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
 @njit(cache=True)
 def _scratch_words(side):
     """int64 words of: the grid, the field along a row, the columns' cells and weights,
-    the grid along a row (int32, two of each), the padded image's pairs of rows, the box."""
+    the grid along a row (int32, two of each), the padded image's pairs of rows, the box,
+    the image being made (without ``out``)."""
     padded = (2 * (side + 2) ** 2 + 7) // 8  # uint8: pairs of rows, interleaved
+    image = (side * side + 7) // 8  # uint8: the image being made, when out is None
     # int32: 2 axes, at most side + 1 grid columns (or the grid itself, 16 lanes of room)
     columns = max((side + 1) * (side + LANES), 2 * (LANES + 1) * LANES)
-    return 2 * (side + 1) ** 2, side + LANES, side + LANES, columns, padded, 4
+    return 2 * (side + 1) ** 2, side + LANES, side + LANES, columns, padded, 4, image
 
 
 def augment_rows(
-    out: np.ndarray,
+    out: np.ndarray | None,
     X: np.ndarray,
     rows: np.ndarray,
     side: int,
@@ -102,9 +104,15 @@ def augment_rows(
     caller sets; cols (uint16, or uint32 past 65,536 pixels) are pixel numbers, vals
     (float32) pixel / 255. cols and vals need room for ``starts[0] + len(rows) * side**2
     + 16`` entries (16 past the last, which the vector compress writes); starts has
-    ``len(rows) + 1``. Only with a one-block scratch (one thread).
+    ``len(rows) + 1``. Only with a one-block scratch (one thread). With ``sparse``, out
+    may be None: only the sparse rows are written (each image is made in the scratch,
+    where it stays in the cache, and no chunk of bytes is written that no one reads).
     """
+    if out is None and sparse is None:
+        raise ValueError("augment_rows needs out, or sparse rows to write instead")
     for name, array in (("out", out), ("X", X)):
+        if array is None:
+            continue
         if not (array.ndim == 2 and array.flags.c_contiguous and array.dtype == np.uint8):
             raise ValueError(f"augment_rows needs {name} as a C-contiguous 2-D uint8 array")
     cols = vals = starts = None
@@ -169,8 +177,12 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
                    cols, vals, starts):  # fmt: skip
     """Images start..stop-1, one after another, with one block's scratch; with cols (not
     None), each image's non-zero pixels appended to cols/vals from starts[start]."""
-    grid, field, table, along, padded, limits = _views(work, side)
-    full = out.shape[1] - out.shape[1] % LANES  # columns the vector compress takes
+    grid, field, table, along, padded, limits, image = _views(work, side)
+    if out is None:  # only the sparse rows: each image made in the scratch, hot in the cache
+        dst = image
+    else:
+        dst = out
+    full = dst.shape[1] - dst.shape[1] % LANES  # columns the vector compress takes
     k = 0 if cols is None else starts[start]
     if kind == 1:  # no elastic field: the kernel adds zeros to the affine positions
         field[:] = 0
@@ -189,13 +201,16 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
                 prefetch(X, ahead, min(col, X.shape[1] - 1))
             prefetch(boxes, ahead, 0)
         key = _mix(seed + (base + np.uint64(row) + np.uint64(1)) * GOLDEN)
+        at = i
+        if out is None:
+            at = 0
         if kind == 0:
-            _shift(out, i, X, row, key, side, params)
+            _shift(dst, at, X, row, key, side, params)
         else:
-            _warp(out, i, X, row, key, side, kind, params, boxes[row], grid, field, table,
+            _warp(dst, at, X, row, key, side, kind, params, boxes[row], grid, field, table,
                   along, padded, limits)  # fmt: skip
         if cols is not None:  # the image's entries, as the trainer's sparse_rows makes them
-            k = compress_row(cols, vals, k, out, i, full, INV255)
+            k = compress_row(cols, vals, k, dst, at, full, INV255)
             starts[i + 1] = k
 
 
@@ -208,12 +223,14 @@ def _direct_side(side):
 @njit(cache=True, inline="always")
 def _views(work, side):
     """One block's scratch (:func:`scratch_for`), cut into its parts."""
-    a, b, c, d, e, _ = _scratch_words(side)
+    a, b, c, d, e, f, _ = _scratch_words(side)
     grid, field = work[:a], work[a : a + b].view(np.int32)
     table = work[a + b : a + b + c].view(np.int32)
     along = work[a + b + c : a + b + c + d].view(np.int32)
     padded = work[a + b + c + d : a + b + c + d + e].view(np.uint8)
-    return grid, field, table, along, padded, work[a + b + c + d + e :]
+    limits = work[a + b + c + d + e : a + b + c + d + e + f]
+    image = work[a + b + c + d + e + f :].view(np.uint8)[: side * side].reshape((1, side * side))
+    return grid, field, table, along, padded, limits, image
 
 
 @njit(cache=True, nogil=True)
