@@ -5,8 +5,10 @@ Same stream, same integer arithmetic, so the same bytes as the reference
 
 - 16 output pixels of a row at a time (:mod:`kernels.augment_simd`): their positions
   are the row's start plus multiples of the affine map's column (exact in fixed point),
-  and each pixel's four source bytes are one 32-bit gather from a copy of the image with
-  rows r and r + 1 interleaved;
+  and each pixel's four source bytes are read at once (:mod:`kernels.augment_fetch`):
+  by byte permutes from the image itself on AVX-512 VBMI hosts when its ink keeps a pixel
+  from every border (98.6% of MNIST), else one 32-bit gather from a copy of the image
+  with rows r and r + 1 interleaved;
 - only output pixels that can see ink are sampled. The bounding box of each image's
   non-zero pixels is found once per fit (:func:`bounding_boxes`); a pixel whose bilinear
   footprint lies outside it is 0. Affine: along each output row the position is a line,
@@ -17,18 +19,19 @@ Same stream, same integer arithmetic, so the same bytes as the reference
   branches than the lanes they save);
 - the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images,
   and is computed in the sampling lanes themselves (:func:`kernels.augment_simd.sample16g`):
-  the grid's rows around the output row interpolated down to it, then each lane's value
-  picked by its grid column (a variable permute) and interpolated along x, in 32-bit
-  lanes with the reference's integer rounding; no field is stored;
+  the grid's rows around the output row interpolated down to it (once a row), then each
+  lane's value picked by its grid column (variable permutes) and interpolated along x,
+  in 32-bit lanes with the reference's integer rounding; no field is stored;
 - the next images' bytes are prefetched: a chunk's rows are scattered over the data set;
 - on request (``sparse``), each image's non-zero pixels are written as the compressed
   sparse rows the numba backend's first layer reads, right after the image, while it is
-  in the cache: the trainer trains on them without scanning the chunk again.
+  in the cache: the trainer trains on them without scanning the chunk again (and with
+  ``out=None`` no bytes are written at all: the image is made in the scratch).
 
-Per image on real MNIST (CPU time, rows scattered over the data set, without / with the
-sparse rows): shift 0.19 / 0.22 us, affine 0.75-0.79 / 0.83 us, elastic 0.92-0.97 / 1.00
-us (before: elastic 1.53 us with the field interpolated per row into memory, and per-row
-spans; before the vectors: 0.5, 2.4 and 3.9 us).
+Per image on real MNIST (CPU time, min of 60 rounds of 500 rows scattered over the data
+set, with the sparse rows; 3 rounds interleaved with the previous kernel, loaded machine):
+affine 0.73-0.76 us (was 0.79-0.82), elastic 0.84-0.86 us (was 0.95-0.99; 1.53 us with
+the field interpolated per row into memory; 3.9 us before the vectors), shift 0.23 us.
 
 Images are split into one contiguous block per thread; each block owns its output rows
 and its slice of the scratch buffer, so no thread writes where another does and nothing is

@@ -4,23 +4,25 @@
 :func:`sample16` reads the 16.16 fixed-point positions of 16 output pixels of a row and
 writes their bytes, with the arithmetic of :func:`kernels.augment_reference._bilinear`
 (weights in 1/256, rounded half up) in 32-bit lanes, where every intermediate fits. A
-pixel's four source bytes are one 32-bit gather (``llvm.masked.gather``: ``vpgatherdd``
-on AVX-512 and AVX2, scalar loads elsewhere) from a copy of the image with a border of
-zeros whose rows r and r + 1 are interleaved (:func:`pair32`): the top pair and the bottom
-pair of the footprint are 4 consecutive bytes. A lane is gathered only when its position
-lies in the box whose footprints can see ink (the others are 0, as the reference's sample
-of zeros is), and only the first ``count`` lanes are stored (``llvm.masked.store``), so a
-row's last vector never writes past the row. :func:`sample16g` computes the 16 lanes'
-elastic displacements itself from the grid (up to 16 points a side: the grid row
-interpolated down to the output row, then picked per lane by a variable permute and
-interpolated along x); :func:`sample16e` picks them from the grid's columns interpolated
+pixel's four source bytes are read at once (:func:`kernels.augment_fetch.fetch`: byte
+permutes from the image itself, or a 32-bit gather from a copy of the image whose rows r
+and r + 1 are interleaved, :func:`kernels.augment_fetch.pair32`). A lane is read only
+when its position lies in the box whose footprints can see ink (the others are 0, as the
+reference's sample of zeros is), and only the first ``count`` lanes are stored
+(``llvm.masked.store``), so a row's last vector never writes past the row.
+:func:`sample16g` samples a whole row and computes the lanes' elastic displacements
+itself from the grid (up to 16 points a side: the grid rows interpolated down to the
+output row once, then picked per lane by variable permutes and interpolated along x);
+:func:`sample16e` picks them from the grid's columns interpolated
 down to every row (:func:`ramp16`, 16 rows of a grid column), for denser grids. Products
 that need more than 32 bits are split exactly (:func:`_split_mul`). The next images are
 fetched ahead with ``kernels.numba.memory.prefetch``.
 
 Measured (per image, CPU): affine with two gathers a pixel (a row and the row below)
-1.0 us, one from the paired rows 0.73 us; elastic with the field read from memory along
-each row 1.53 us, computed in the lanes (and one rectangle per image) 0.92-0.97 us.
+1.0 us, one from the paired rows 0.73 us, permutes from the image 0.64-0.67 us; elastic
+with the field read from memory along each row 1.53 us, computed in the lanes (and one
+rectangle per image) 0.92-0.97 us, with permutes and the grid rows once a row 0.74-0.76
+us (bytes only, fewer other jobs on the machine than in kernels.augment_numba's figures).
 """
 
 from __future__ import annotations
@@ -141,9 +143,11 @@ def sample16(typingctx, out, o, image, width, sx, a, sy, c, ex, ey, j, box, coun
     """``out.flat[o + k] = bilinear(image, px, py)`` for k < ``count`` (<= 16), at
     ``px = sx + a (j + k) + ex[j + k]``, ``py = sy + c (j + k) + ey[j + k]``.
 
-    out: uint8, C order (any shape); image: flat uint8, the paired rows (:func:`pair32`),
-    ``width`` bytes a row, pixel (x, y) at ``(y + 1) * width + 2 (x + 1)`` and pixel
-    (x, y + 1) the byte after it; positions in 16.16 (each term and
+    out: uint8, C order (any shape); image: flat uint8, either the paired rows
+    (:func:`kernels.augment_fetch.pair32`), ``width`` bytes a row, pixel (x, y) at
+    ``(y + 1) * width + 2 (x + 1)`` and pixel (x, y + 1) the byte after it, or (``width``
+    < 0, VBMI hosts only) the image itself, ``-width`` pixels a row, every footprint in the
+    box within it (:func:`kernels.augment_fetch.fetch`); positions in 16.16 (each term and
     the sum within int32); ex, ey: flat int32, 16 readable from ``j`` (the elastic field
     along the row, or zeros); box: flat int64 ``(lo_x, hi_x, lo_y, hi_y)`` in 16.16: a
     lane outside it is 0.
