@@ -131,11 +131,15 @@ class Distorter:
         pending, self.pending = self.pending, None
         if pending is not None:
             planned, p_seed, p_epoch, pieces, job = pending
-            pieces.work(self.kernel, from_back=True)  # help: the pieces not started yet
-            job.result()
             if (p_seed, p_epoch) == (seed, epoch) and np.array_equal(planned, rows):
-                self._submit()  # the next chunk, into the other buffer, while this one trains
+                pieces.work(self.kernel, from_back=True)  # help: the pieces not started yet
+                # The next chunk, into the other buffer (the previous chunk's: trained), queued
+                # now: the second thread goes on to it as soon as its last run here is done,
+                # while this one waits for that run and trains (it waited to be woken).
+                self._submit()
+                job.result()
                 return pieces.result()
+            job.result()
             self.order = None  # not the planned chunk: back to distorting on this thread
         pieces = self._pieces(rows, seed, epoch, 1)
         pieces.work(self.kernel)
