@@ -65,7 +65,8 @@ def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
     """Scratch for :func:`augment_rows`: per block of images (one per thread), the elastic
     grid, then (as int32 and uint8 views) the field along a row, each column's grid cell
     and weight, the grid interpolated to a row, the image being sampled (padded, rows
-    paired) and the sampling box. One block: a plain loop on the calling thread."""
+    paired), the sampling box and the image being made when ``out`` is None. One block: a
+    plain loop on the calling thread."""
     return np.zeros((blocks, sum(_scratch_words(side))), np.int64)
 
 
