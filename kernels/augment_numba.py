@@ -377,7 +377,8 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     # the affine map's column steps, inverted once (the spans below solve for x)
     inv_a, inv_c = 1.0 / a if a != 0 else 0.0, 1.0 / c if c != 0 else 0.0
     zeros = field[: side + LANES]  # no elastic field: its lanes add zeros
-    for y in range(side):
+    _, _, y0, y1 = reach(a, b, ox, c, d, oy, lo_x, hi_x, lo_y, hi_y, side)  # (rows with spans)
+    for y in range(y0, y1 + 1):
         sx0, sy0 = b * y + ox, d * y + oy
         f1, l1 = span(sx0, a, inv_a, lo_x, hi_x, side)
         f2, l2 = span(sy0, c, inv_c, lo_y, hi_y, side)
