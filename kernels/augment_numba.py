@@ -5,8 +5,10 @@ Same stream, same integer arithmetic, so the same bytes as the reference
 
 - 16 output pixels of a row at a time (:mod:`kernels.augment_simd`): their positions
   are the row's start plus multiples of the affine map's column (exact in fixed point),
-  and each pixel's four source bytes are one 32-bit gather from a copy of the image with
-  rows r and r + 1 interleaved;
+  and each pixel's four source bytes are read at once (:mod:`kernels.augment_fetch`):
+  by byte permutes from the image itself on AVX-512 VBMI hosts when its ink keeps a pixel
+  from every border (98.6% of MNIST), else one 32-bit gather from a copy of the image
+  with rows r and r + 1 interleaved;
 - only output pixels that can see ink are sampled. The bounding box of each image's
   non-zero pixels is found once per fit (:func:`bounding_boxes`); a pixel whose bilinear
   footprint lies outside it is 0. Affine: along each output row the position is a line,
@@ -17,18 +19,19 @@ Same stream, same integer arithmetic, so the same bytes as the reference
   branches than the lanes they save);
 - the elastic field is a 4 x 4 grid of draws, not two blurred 784-pixel noise images,
   and is computed in the sampling lanes themselves (:func:`kernels.augment_simd.sample16g`):
-  the grid's rows around the output row interpolated down to it, then each lane's value
-  picked by its grid column (a variable permute) and interpolated along x, in 32-bit
-  lanes with the reference's integer rounding; no field is stored;
+  the grid's rows around the output row interpolated down to it (once a row), then each
+  lane's value picked by its grid column (variable permutes) and interpolated along x,
+  in 32-bit lanes with the reference's integer rounding; no field is stored;
 - the next images' bytes are prefetched: a chunk's rows are scattered over the data set;
 - on request (``sparse``), each image's non-zero pixels are written as the compressed
   sparse rows the numba backend's first layer reads, right after the image, while it is
-  in the cache: the trainer trains on them without scanning the chunk again.
+  in the cache: the trainer trains on them without scanning the chunk again (and with
+  ``out=None`` no bytes are written at all: the image is made in the scratch).
 
-Per image on real MNIST (CPU time, rows scattered over the data set, without / with the
-sparse rows): shift 0.19 / 0.22 us, affine 0.75-0.79 / 0.83 us, elastic 0.92-0.97 / 1.00
-us (before: elastic 1.53 us with the field interpolated per row into memory, and per-row
-spans; before the vectors: 0.5, 2.4 and 3.9 us).
+Per image on real MNIST (CPU time, min of 60 rounds of 500 rows scattered over the data
+set, with the sparse rows; 3 rounds interleaved with the previous kernel, loaded machine):
+affine 0.73-0.76 us (was 0.79-0.82), elastic 0.84-0.86 us (was 0.95-0.99; 1.53 us with
+the field interpolated per row into memory; 3.9 us before the vectors), shift 0.23 us.
 
 Images are split into one contiguous block per thread; each block owns its output rows
 and its slice of the scratch buffer, so no thread writes where another does and nothing is
@@ -42,8 +45,10 @@ import numpy as np
 from numba import njit, prange
 
 import kernels.numba_cache  # noqa: F401 - keys the compiled cache before any @njit(cache=True)
+from kernels.augment_fetch import VBMI, WINDOWS, pair32
+from kernels.augment_geometry import bounding_boxes, reach, span
 from kernels.augment_reference import AFFINE_DRAWS, ONE, augment_params, kind_code
-from kernels.augment_simd import LANES, pair32, ramp16, sample16, sample16e, sample16g
+from kernels.augment_simd import LANES, ramp16, sample16, sample16e, sample16g
 from kernels.numba.memory import prefetch
 from kernels.numba.work import INV255, column_dtype, compress_row
 
@@ -53,36 +58,32 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 MIX2 = np.uint64(0x94D049BB133111EB)
 AHEAD = 2  # images: how far ahead their bytes are fetched into the cache
+DIRECT = VBMI  # interior images are read in place by byte permutes (augment_fetch)
 
 
 def scratch_for(side: int, blocks: int = 1) -> np.ndarray:
     """Scratch for :func:`augment_rows`: per block of images (one per thread), the elastic
     grid, then (as int32 and uint8 views) the field along a row, each column's grid cell
     and weight, the grid interpolated to a row, the image being sampled (padded, rows
-    paired) and the sampling box. One block: a plain loop on the calling thread."""
+    paired), the sampling box and the image being made when ``out`` is None. One block: a
+    plain loop on the calling thread."""
     return np.zeros((blocks, sum(_scratch_words(side))), np.int64)
 
 
 @njit(cache=True)
 def _scratch_words(side):
     """int64 words of: the grid, the field along a row, the columns' cells and weights,
-    the grid along a row (int32, two of each), the padded image's pairs of rows, the box."""
+    the grid along a row (int32, two of each), the padded image's pairs of rows, the box,
+    the image being made (without ``out``)."""
     padded = (2 * (side + 2) ** 2 + 7) // 8  # uint8: pairs of rows, interleaved
+    image = (side * side + 7) // 8  # uint8: the image being made, when out is None
     # int32: 2 axes, at most side + 1 grid columns (or the grid itself, 16 lanes of room)
     columns = max((side + 1) * (side + LANES), 2 * (LANES + 1) * LANES)
-    return 2 * (side + 1) ** 2, side + LANES, side + LANES, columns, padded, 4
-
-
-def bounding_boxes(X: np.ndarray, side: int) -> np.ndarray:
-    """(N, 4) int64: each image's non-zero pixels lie in columns [0]..[1] and rows [2]..[3]
-    (an empty image: [side, -1, side, -1])."""
-    boxes = np.empty((X.shape[0], 4), np.int64)
-    _boxes(boxes, X, side)
-    return boxes
+    return 2 * (side + 1) ** 2, side + LANES, side + LANES, columns, padded, 4, image
 
 
 def augment_rows(
-    out: np.ndarray,
+    out: np.ndarray | None,
     X: np.ndarray,
     rows: np.ndarray,
     side: int,
@@ -107,9 +108,15 @@ def augment_rows(
     caller sets; cols (uint16, or uint32 past 65,536 pixels) are pixel numbers, vals
     (float32) pixel / 255. cols and vals need room for ``starts[0] + len(rows) * side**2
     + 16`` entries (16 past the last, which the vector compress writes); starts has
-    ``len(rows) + 1``. Only with a one-block scratch (one thread).
+    ``len(rows) + 1``. Only with a one-block scratch (one thread). With ``sparse``, out
+    may be None: only the sparse rows are written (each image is made in the scratch,
+    where it stays in the cache, and no chunk of bytes is written that no one reads).
     """
+    if out is None and sparse is None:
+        raise ValueError("augment_rows needs out, or sparse rows to write instead")
     for name, array in (("out", out), ("X", X)):
+        if array is None:
+            continue
         if not (array.ndim == 2 and array.flags.c_contiguous and array.dtype == np.uint8):
             raise ValueError(f"augment_rows needs {name} as a C-contiguous 2-D uint8 array")
     cols = vals = starts = None
@@ -151,22 +158,6 @@ def _check_sparse(cols, vals, starts, n, side, scratch):
         raise ValueError(f"augment_rows needs sparse cols and vals of at least {room} entries")
 
 
-@njit(cache=True, nogil=True)
-def _boxes(boxes, X, side):
-    for r in range(X.shape[0]):
-        x_lo, x_hi, y_lo, y_hi = side, -1, side, -1
-        for y in range(side):
-            first, last = side, -1
-            for x in range(side):
-                if X[r, y * side + x] != 0:
-                    first = min(first, x)
-                    last = x
-            if last >= 0:
-                x_lo, x_hi = min(x_lo, first), max(x_hi, last)
-                y_lo, y_hi = min(y_lo, y), y
-        boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3] = x_lo, x_hi, y_lo, y_hi
-
-
 @njit(cache=True, inline="always")
 def _mix(z):
     z = (z ^ (z >> np.uint64(30))) * MIX1
@@ -190,8 +181,12 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
                    cols, vals, starts):  # fmt: skip
     """Images start..stop-1, one after another, with one block's scratch; with cols (not
     None), each image's non-zero pixels appended to cols/vals from starts[start]."""
-    grid, field, table, along, padded, limits = _views(work, side)
-    full = out.shape[1] - out.shape[1] % LANES  # columns the vector compress takes
+    grid, field, table, along, padded, limits, image = _views(work, side)
+    if out is None:  # only the sparse rows: each image made in the scratch, hot in the cache
+        dst = image
+    else:
+        dst = out
+    full = dst.shape[1] - dst.shape[1] % LANES  # columns the vector compress takes
     k = 0 if cols is None else starts[start]
     if kind == 1:  # no elastic field: the kernel adds zeros to the affine positions
         field[:] = 0
@@ -210,25 +205,36 @@ def _augment_block(out, X, rows, side, kind, params, seed, base, work, boxes, st
                 prefetch(X, ahead, min(col, X.shape[1] - 1))
             prefetch(boxes, ahead, 0)
         key = _mix(seed + (base + np.uint64(row) + np.uint64(1)) * GOLDEN)
+        at = i
+        if out is None:
+            at = 0
         if kind == 0:
-            _shift(out, i, X, row, key, side, params)
+            _shift(dst, at, X, row, key, side, params)
         else:
-            _warp(out, i, X, row, key, side, kind, params, boxes[row], grid, field, table,
+            _warp(dst, at, X, row, key, side, kind, params, boxes[row], grid, field, table,
                   along, padded, limits)  # fmt: skip
         if cols is not None:  # the image's entries, as the trainer's sparse_rows makes them
-            k = compress_row(cols, vals, k, out, i, full, INV255)
+            k = compress_row(cols, vals, k, dst, at, full, INV255)
             starts[i + 1] = k
+
+
+@njit(cache=True, inline="always")
+def _direct_side(side):
+    """Whether the windows fit in an image of this side (a row a window at least)."""
+    return side <= 63 and side * side >= 128 + (127 - side) * (WINDOWS - 1)
 
 
 @njit(cache=True, inline="always")
 def _views(work, side):
     """One block's scratch (:func:`scratch_for`), cut into its parts."""
-    a, b, c, d, e, _ = _scratch_words(side)
+    a, b, c, d, e, f, _ = _scratch_words(side)
     grid, field = work[:a], work[a : a + b].view(np.int32)
     table = work[a + b : a + b + c].view(np.int32)
     along = work[a + b + c : a + b + c + d].view(np.int32)
     padded = work[a + b + c + d : a + b + c + d + e].view(np.uint8)
-    return grid, field, table, along, padded, work[a + b + c + d + e :]
+    limits = work[a + b + c + d + e : a + b + c + d + e + f]
+    image = work[a + b + c + d + e + f :].view(np.uint8)[: side * side].reshape((1, side * side))
+    return grid, field, table, along, padded, limits, image
 
 
 @njit(cache=True, nogil=True)
@@ -263,44 +269,6 @@ def _shift(out, i, X, row, key, side, params):
 
 
 @njit(cache=True, inline="always")
-def _span(s0, a, inv, lo, hi, side):
-    """The x in 0..side-1 (first, last) with lo <= s0 + a x <= hi, or a few more (first >
-    last: none); inv is 1 / a (a != 0). In floating point: a pixel too many only costs
-    its exact test."""
-    if a == 0:
-        if lo <= s0 <= hi:
-            return 0, side - 1
-        return 1, 0
-    t1, t2 = (lo - s0) * inv, (hi - s0) * inv
-    first = np.floor(max(min(t1, t2), -1.0)) - 1.0
-    last = np.floor(min(max(t1, t2), float(side))) + 1.0
-    return max(np.int64(first), 0), min(np.int64(last), side - 1)
-
-
-@njit(cache=True, inline="always")
-def _reach(a, b, ox, c, d, oy, lo_x, hi_x, lo_y, hi_y, side):
-    """(x0, x1, y0, y1): a rectangle of output pixels holding every (x, y) whose position
-    (a x + b y + ox, c x + d y + oy) can lie in [lo_x, hi_x] x [lo_y, hi_y] (16.16), or
-    a few more (x0 > x1 or y0 > y1: none): the box's corners mapped back, widened by a
-    pixel for the floating point. A map that (nearly) flattens the plane: every pixel."""
-    det = float(a) * float(d) - float(b) * float(c)
-    if abs(det) < 1e-6 * ONE * ONE:
-        return 0, side - 1, 0, side - 1
-    x_min, x_max, y_min, y_max = np.inf, -np.inf, np.inf, -np.inf
-    for k in range(4):
-        u = float(lo_x if k % 2 == 0 else hi_x) - ox
-        v = float(lo_y if k < 2 else hi_y) - oy
-        x, y = (d * u - b * v) / det, (a * v - c * u) / det
-        x_min, x_max = min(x_min, x), max(x_max, x)
-        y_min, y_max = min(y_min, y), max(y_max, y)
-    x0 = max(np.int64(np.floor(max(x_min, -2.0))) - 1, 0)
-    x1 = min(np.int64(np.floor(min(x_max, side + 1.0))) + 1, side - 1)
-    y0 = max(np.int64(np.floor(max(y_min, -2.0))) - 1, 0)
-    y1 = min(np.int64(np.floor(min(y_max, side + 1.0))) + 1, side - 1)
-    return x0, x1, y0, y1
-
-
-@njit(cache=True)
 def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, along, padded,
           limits):  # fmt: skip
     """Affine and/or elastic: out[i] sampled from X[row] at the moved positions."""
@@ -370,7 +338,12 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     # interleaved as row r (pixel (x, y) of the image at padded (x + 1, y + 1)), for the
     # rows a footprint inside the box can touch. Columns 0 and side + 1 stay 0.
     width = 2 * (side + 2)  # bytes a row of pairs
-    for r in range(y_lo, y_hi + 2):  # padded rows r and r + 1: image rows r - 1 and r
+    # Ink a pixel away from every border: the samples read the image itself (negative
+    # width), by byte permutes, no footprint that can see ink leaving it (augment_fetch).
+    if DIRECT and min(x_lo, y_lo) >= 1 and max(x_hi, y_hi) <= side - 2 and _direct_side(side):
+        width, padded = -side, source
+    pairs = y_hi + 2 if width > 0 else y_lo  # (none for the image itself)
+    for r in range(y_lo, pairs):  # padded rows r and r + 1: image rows r - 1 and r
         up = side if r >= 1 else 0  # an image row, or none
         down = side if r < side else 0
         for x in range(0, side, 32):
@@ -383,31 +356,32 @@ def _warp(out, i, X, row, key, side, kind, params, box, work, field, table, alon
     lo_y, hi_y = (y_lo - 1) * ONE, (y_hi + 1) * ONE - 1
     limits[0], limits[1], limits[2], limits[3] = lo_x, hi_x, lo_y, hi_y
     if elastic:  # every row alike: no per-row spans, no per-row branches
-        x0, x1, y0, y1 = _reach(a, b, ox, c, d, oy, lo_x - mx, hi_x + mx, lo_y - my,
+        x0, x1, y0, y1 = reach(a, b, ox, c, d, oy, lo_x - mx, hi_x + mx, lo_y - my,
                                 hi_y + my, side)  # fmt: skip
         blocks = (x1 - x0 + LANES) // LANES
         for y in range(y0, y1 + 1):
             sx0, sy0 = b * y + ox, d * y + oy
             o = (i * side + y) * side
             top, wy = cells[y] * points, weights[y]  # the grid rows around y, and its weight
-            for k in range(blocks):  # the field computed in the lanes, from the grid
+            if grid_rows:  # the field computed in the lanes, from the grid
+                sample16g(out, o, padded, width, sx0, a, sy0, c, along, top, points, g2, wy,
+                          cells, weights, x0, blocks, side, limits)  # fmt: skip
+                continue
+            for k in range(blocks):  # from the grid's columns interpolated down to every row
                 x = x0 + k * LANES
                 count = min(LANES, side - x)
-                if grid_rows:
-                    sample16g(out, o + x, padded, width, sx0, a, sy0, c, along, top, points,
-                              g2, wy, cells, weights, x, limits, count)  # fmt: skip
-                else:  # from the grid's columns interpolated down to every row
-                    sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
-                              cells, weights, x, cells[x], cells[x + count - 1], limits,
-                              count)  # fmt: skip
+                sample16e(out, o + x, padded, width, sx0, a, sy0, c, along, y, stride, ry,
+                          cells, weights, x, cells[x], cells[x + count - 1], limits,
+                          count)  # fmt: skip
         return
     # the affine map's column steps, inverted once (the spans below solve for x)
     inv_a, inv_c = 1.0 / a if a != 0 else 0.0, 1.0 / c if c != 0 else 0.0
     zeros = field[: side + LANES]  # no elastic field: its lanes add zeros
-    for y in range(side):
+    _, _, y0, y1 = reach(a, b, ox, c, d, oy, lo_x, hi_x, lo_y, hi_y, side)  # (rows with spans)
+    for y in range(y0, y1 + 1):
         sx0, sy0 = b * y + ox, d * y + oy
-        f1, l1 = _span(sx0, a, inv_a, lo_x, hi_x, side)
-        f2, l2 = _span(sy0, c, inv_c, lo_y, hi_y, side)
+        f1, l1 = span(sx0, a, inv_a, lo_x, hi_x, side)
+        f2, l2 = span(sy0, c, inv_c, lo_y, hi_y, side)
         start, last = max(f1, f2), min(l1, l2)
         # 16 pixels a step (lanes past the span: not stored), each gathered and weighed as
         # the reference's _bilinear does, 0 outside the box

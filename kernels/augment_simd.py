@@ -4,23 +4,25 @@
 :func:`sample16` reads the 16.16 fixed-point positions of 16 output pixels of a row and
 writes their bytes, with the arithmetic of :func:`kernels.augment_reference._bilinear`
 (weights in 1/256, rounded half up) in 32-bit lanes, where every intermediate fits. A
-pixel's four source bytes are one 32-bit gather (``llvm.masked.gather``: ``vpgatherdd``
-on AVX-512 and AVX2, scalar loads elsewhere) from a copy of the image with a border of
-zeros whose rows r and r + 1 are interleaved (:func:`pair32`): the top pair and the bottom
-pair of the footprint are 4 consecutive bytes. A lane is gathered only when its position
-lies in the box whose footprints can see ink (the others are 0, as the reference's sample
-of zeros is), and only the first ``count`` lanes are stored (``llvm.masked.store``), so a
-row's last vector never writes past the row. :func:`sample16g` computes the 16 lanes'
-elastic displacements itself from the grid (up to 16 points a side: the grid row
-interpolated down to the output row, then picked per lane by a variable permute and
-interpolated along x); :func:`sample16e` picks them from the grid's columns interpolated
+pixel's four source bytes are read at once (:func:`kernels.augment_fetch.fetch`: byte
+permutes from the image itself, or a 32-bit gather from a copy of the image whose rows r
+and r + 1 are interleaved, :func:`kernels.augment_fetch.pair32`). A lane is read only
+when its position lies in the box whose footprints can see ink (the others are 0, as the
+reference's sample of zeros is), and only the first ``count`` lanes are stored
+(``llvm.masked.store``), so a row's last vector never writes past the row.
+:func:`sample16g` samples a whole row and computes the lanes' elastic displacements
+itself from the grid (up to 16 points a side: the grid rows interpolated down to the
+output row once, then picked per lane by variable permutes and interpolated along x);
+:func:`sample16e` picks them from the grid's columns interpolated
 down to every row (:func:`ramp16`, 16 rows of a grid column), for denser grids. Products
 that need more than 32 bits are split exactly (:func:`_split_mul`). The next images are
 fetched ahead with ``kernels.numba.memory.prefetch``.
 
 Measured (per image, CPU): affine with two gathers a pixel (a row and the row below)
-1.0 us, one from the paired rows 0.73 us; elastic with the field read from memory along
-each row 1.53 us, computed in the lanes (and one rectangle per image) 0.92-0.97 us.
+1.0 us, one from the paired rows 0.73 us, permutes from the image 0.64-0.67 us; elastic
+with the field read from memory along each row 1.53 us, computed in the lanes (and one
+rectangle per image) 0.92-0.97 us, with permutes and the grid rows once a row 0.74-0.76
+us (bytes only, fewer other jobs on the machine than in kernels.augment_numba's figures).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from kernels.augment_fetch import fetch
 
 LANES = 16
 
@@ -96,19 +100,12 @@ def _sample(h, out, o, image, width, xs, ys, box, count):
         builder.and_(builder.icmp_signed(">=", xs, lo_x), builder.icmp_signed("<=", xs, hi_x)),
         builder.and_(builder.icmp_signed(">=", ys, lo_y), builder.icmp_signed("<=", ys, hi_y)),
     )
-    x0 = builder.add(builder.ashr(xs, _const(16)), _const(1))
-    y0 = builder.add(builder.ashr(ys, _const(16)), _const(1))
+    x0, y0 = builder.ashr(xs, _const(16)), builder.ashr(ys, _const(16))
     fx = builder.and_(builder.ashr(xs, _const(8)), _const(255))
     fy = builder.and_(builder.ashr(ys, _const(8)), _const(255))
-    offset = builder.add(builder.mul(y0, h.lanes(width[1], width[0])), builder.shl(x0, _const(1)))
-    ptrs = ir.VectorType(ir.PointerType(), LANES)
-    gather = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(_V32, [ptrs, _I32, _VMASK, _V32]),
-        "llvm.masked.gather.v16i32.v16p0",
-    )  # fmt: skip
-    gep = builder.gep(h.data(*image), [offset], inbounds=True, source_etype=_I8)
-    gep.type = ptrs  # base + i32 offsets: vpgatherdd (64-bit pointers would take two gathers)
-    quad = builder.call(gather, [gep, ir.Constant(_I32, 1), inside, _const(0)])
+    source = h.context.make_array(image[0])(h.context, builder, image[1])
+    size = builder.extract_value(source.shape, 0)
+    quad = fetch(builder, source.data, size, h.i32(width[1], width[0]), x0, y0, inside)
     byte = _const(255)
     p00, p10 = builder.and_(quad, byte), builder.and_(builder.lshr(quad, _const(8)), byte)
     p01 = builder.and_(builder.lshr(quad, _const(16)), byte)
@@ -146,9 +143,11 @@ def sample16(typingctx, out, o, image, width, sx, a, sy, c, ex, ey, j, box, coun
     """``out.flat[o + k] = bilinear(image, px, py)`` for k < ``count`` (<= 16), at
     ``px = sx + a (j + k) + ex[j + k]``, ``py = sy + c (j + k) + ey[j + k]``.
 
-    out: uint8, C order (any shape); image: flat uint8, the paired rows (:func:`pair32`),
-    ``width`` bytes a row, pixel (x, y) at ``(y + 1) * width + 2 (x + 1)`` and pixel
-    (x, y + 1) the byte after it; positions in 16.16 (each term and
+    out: uint8, C order (any shape); image: flat uint8, either the paired rows
+    (:func:`kernels.augment_fetch.pair32`), ``width`` bytes a row, pixel (x, y) at
+    ``(y + 1) * width + 2 (x + 1)`` and pixel (x, y + 1) the byte after it, or (``width``
+    < 0, VBMI hosts only) the image itself, ``-width`` pixels a row, every footprint in the
+    box within it (:func:`kernels.augment_fetch.fetch`); positions in 16.16 (each term and
     the sum within int32); ex, ey: flat int32, 16 readable from ``j`` (the elastic field
     along the row, or zeros); box: flat int64 ``(lo_x, hi_x, lo_y, hi_y)`` in 16.16: a
     lane outside it is 0.
@@ -259,51 +258,74 @@ def _permute(builder, table, index):
     return result
 
 
-def _grid_field(h, grid, top, points, wy, cells, weights, j):
-    """One axis of the elastic field at 16 columns j.. of row y: the grid's rows around y
-    (``grid[top:]`` and ``grid[top + points:]``, 16 readable each) interpolated down to y
-    with weight ``wy`` (the reference's first step, for all grid columns at once), then
-    in lane k, cell ``c = cells[j + k]``: ``L + ((R - L) weights[j + k] >> 16)`` with L, R
-    that row's values at grid columns c and c + 1 (picked by permutes: points <= 16)."""
+def _grid_row(h, grid, top, points, wy):
+    """One axis of the elastic field along row y, at the grid's columns (lanes): the grid's
+    rows around y (``grid[top:]``, ``grid[top + points:]``, 16 readable each) interpolated
+    down to y with weight ``wy`` (the reference's first step), as (L, H, W): L the value at
+    each grid column, and the step to the next column ``R - L = 65536 H + W``
+    (0 <= W < 65536), split once a row for :func:`_grid_lanes`."""
     builder = h.builder
     up = h.load16(*grid, *top)
     down_at = builder.add(h.intp(top[1], top[0]), h.intp(points[1], points[0]))
     down = h.load16(grid[0], grid[1], types.intp, down_at)
     row = builder.add(up, _split_mul(builder, builder.sub(down, up), h.lanes(wy[1], wy[0])))
-    cell = h.load16(*cells, *j)
-    left = _permute(builder, row, cell)
-    right = _permute(builder, row, builder.add(cell, _const(1)))
-    return builder.add(left, _split_mul(builder, builder.sub(right, left), h.load16(*weights, *j)))
+    ahead = ir.Constant(ir.VectorType(_I32, LANES), [min(k + 1, LANES - 1) for k in range(LANES)])
+    step = builder.sub(builder.shuffle_vector(row, row, ahead), row)  # (last lane unused)
+    return row, builder.ashr(step, _const(16)), builder.and_(step, _const(0xFFFF))
+
+
+def _grid_lanes(builder, row, cell, weight):
+    """The field in lane k from :func:`_grid_row`'s (L, H, W) at the lane's grid cell c:
+    ``L + ((R - L) weight >> 16)`` = ``L + H weight + ((W weight) >>> 16)`` (the
+    reference's interpolation along x; exact: :func:`_split_mul`)."""
+    left, high, low = (_permute(builder, v, cell) for v in row)
+    low = builder.lshr(builder.mul(low, weight), _const(16))
+    return builder.add(builder.add(left, builder.mul(high, weight)), low)
 
 
 @intrinsic
 def sample16g(typingctx, out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells,
-              weights, j, box, count):  # fmt: skip
-    """:func:`sample16` with the elastic field computed in the lanes from the grid itself
-    (at most 16 points a side): ``grid`` flat int32, the x displacements' grid row by row
-    (``points`` a row), the y ones from ``gy``; the row's grid cell starts at ``top``
-    (its row of points, and the next), ``wy`` its weight down the cell; ``cells``,
-    ``weights`` (flat int32, 16 readable from j): each column's cell and weight along x.
-    The grid arrays need 16 readable values from each row's start."""
-    ints = (o, width, sx, a, sy, c, top, points, gy, wy, j, count)
+              weights, j0, blocks, side, box):  # fmt: skip
+    """:func:`sample16` along a row, ``blocks`` vectors from column j0 (the last one's
+    lanes up to ``side``), with the elastic field computed in the lanes from the grid
+    itself (at most 16 points a side): ``grid`` flat int32, the x displacements' grid row
+    by row (``points`` a row), the y ones from ``gy``; the row's grid cell starts at
+    ``top`` (its row of points, and the next), ``wy`` its weight down the cell; ``cells``,
+    ``weights`` (flat int32, 16 readable from every vector's first column): each column's
+    cell and weight along x. The grid arrays need 16 readable values from each row's
+    start. The grid's rows are interpolated down to the row once for all its vectors."""
+    ints = (o, width, sx, a, sy, c, top, points, gy, wy, j0, blocks, side)
     if not _args_ok(out, image, box, ints, (grid, cells, weights)):
         return None
 
     def codegen(context, builder, sig, args):
         t = list(zip(sig.args, args, strict=True))
-        out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells, weights, j = t[:16]
-        box, count = t[16:]
+        out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells, weights = t[:15]
+        j0, blocks, side, box = t[15:]
         h = _Lanes(context, builder)
-        ex = _grid_field(h, grid, top, points, wy, cells, weights, j)
+        row_x = _grid_row(h, grid, top, points, wy)
         top_y = builder.add(h.intp(top[1], top[0]), h.intp(gy[1], gy[0]))
-        ey = _grid_field(h, grid, (types.intp, top_y), points, wy, cells, weights, j)
-        xs = builder.add(_affine_lanes(h, sx, a, j), ex)
-        ys = builder.add(_affine_lanes(h, sy, c, j), ey)
-        _sample(h, out, o, image, width, xs, ys, box, count)
+        row_y = _grid_row(h, grid, (types.intp, top_y), points, wy)
+        first, last = h.intp(j0[1], j0[0]), h.intp(side[1], side[0])
+        at = h.intp(o[1], o[0])
+        intp = context.get_value_type(types.intp)
+        with cgutils.for_range(builder, h.intp(blocks[1], blocks[0])) as loop:
+            jv = builder.add(first, builder.mul(loop.index, ir.Constant(intp, LANES)))
+            j = (types.intp, jv)
+            cell, weight = h.load16(*cells, *j), h.load16(*weights, *j)
+            ex = _grid_lanes(builder, row_x, cell, weight)
+            ey = _grid_lanes(builder, row_y, cell, weight)
+            xs = builder.add(_affine_lanes(h, sx, a, j), ex)
+            ys = builder.add(_affine_lanes(h, sy, c, j), ey)
+            left = builder.sub(last, jv)
+            count = builder.select(builder.icmp_signed("<", left, ir.Constant(intp, LANES)),
+                                   left, ir.Constant(intp, LANES))  # fmt: skip
+            _sample(h, out, (types.intp, builder.add(at, jv)), image, width, xs, ys, box,
+                    (types.intp, count))  # fmt: skip
         return context.get_dummy_value()
 
     sig = types.none(out, o, image, width, sx, a, sy, c, grid, top, points, gy, wy, cells,
-                     weights, j, box, count)  # fmt: skip
+                     weights, j0, blocks, side, box)  # fmt: skip
     return sig, codegen
 
 
@@ -338,63 +360,3 @@ def ramp16(typingctx, out, o, left, slope, weights, w):
         return context.get_dummy_value()
 
     return types.none(out, o, left, slope, weights, w), codegen
-
-
-@intrinsic
-def pair32(typingctx, dst, d, src, up, n_up, down, n_down, count):
-    """Interleave two image rows, up to 32 bytes each: ``dst[d + 2k] = src[up + k]`` (or 0
-    for k >= n_up), ``dst[d + 2k + 1] = src[down + k]`` (or 0 for k >= n_down), k < count.
-
-    So one 32-bit gather at ``dst[d + 2k]`` reads a bilinear footprint: pixels k and k + 1
-    of the upper row, and of the lower. Masked loads (no byte read past n_up, n_down) and a
-    masked store; dst, src: flat uint8, C order.
-    """
-    ints = (d, up, n_up, down, n_down, count)
-    if not (
-        _flat_c(dst, types.uint8) and dst.ndim == 1 and _flat_c(src, types.uint8)
-        and src.ndim == 1 and all(isinstance(t, types.Integer) for t in ints)
-    ):  # fmt: skip
-        return None
-
-    def codegen(context, builder, sig, args):
-        dst_t, d_t, src_t, up_t, n_up_t, down_t, n_down_t, count_t = sig.args
-        a_dst, a_d, a_src, a_up, a_n_up, a_down, a_n_down, a_count = args
-        wide = 2 * LANES
-
-        def at(ty, arr, i, ity):
-            data = context.make_array(ty)(context, builder, arr).data
-            return builder.gep(data, [context.cast(builder, i, ity, types.intp)], inbounds=True)
-
-        def first(n, nty, lanes):  # the mask of lanes < n
-            v32 = ir.VectorType(_I32, lanes)
-            n = builder.trunc(context.cast(builder, n, nty, types.intp), _I32)
-            one = builder.insert_element(ir.Constant(v32, None), n, ir.Constant(_I32, 0))
-            limit = builder.shuffle_vector(one, one, ir.Constant(v32, None))
-            return builder.icmp_signed("<", ir.Constant(v32, list(range(lanes))), limit)
-
-        v8, v16 = ir.VectorType(_I8, wide), ir.VectorType(_I8, 2 * wide)
-        load = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(v8, [ir.PointerType(), _I32, ir.VectorType(_I1, wide), v8]),
-            "llvm.masked.load.v32i8.p0",
-        )  # fmt: skip
-        upper, lower = (
-            builder.call(load, [at(src_t, a_src, a, t), ir.Constant(_I32, 1), first(n, nt, wide),
-                                ir.Constant(v8, [0] * wide)])
-            for a, t, n, nt in ((a_up, up_t, a_n_up, n_up_t), (a_down, down_t, a_n_down, n_down_t))
-        )  # fmt: skip
-        order = [k // 2 + (k % 2) * wide for k in range(2 * wide)]
-        pairs = builder.shuffle_vector(
-            upper, lower, ir.Constant(ir.VectorType(_I32, 2 * wide), order)
-        )
-        store = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(ir.VoidType(), [v16, ir.PointerType(), _I32, ir.VectorType(_I1, 2 * wide)]),
-            "llvm.masked.store.v64i8.p0",
-        )  # fmt: skip
-        count = builder.mul(context.cast(builder, a_count, count_t, types.intp),
-                            ir.Constant(context.get_value_type(types.intp), 2))  # fmt: skip
-        keep = first(count, types.intp, 2 * wide)
-        builder.call(store, [pairs, at(dst_t, a_dst, a_d, d_t), ir.Constant(_I32, 1), keep])
-        return context.get_dummy_value()
-
-    return types.none(dst, d, src, up, n_up, down, n_down, count), codegen

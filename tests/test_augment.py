@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -181,6 +183,41 @@ def test_two_threads_sharing_a_chunk_give_the_reference_bytes(kind):
             assert_entries_of(got, ref)
 
 
+def test_runs_from_both_ends_hold_every_image_in_order():
+    """A chunk's pieces are taken in runs, a quarter of those left at a time, from the
+    front and from the back (here the back takes all the rest while the front's first run
+    is under way): the bytes and each image's sparse row are still the reference's."""
+    from fastmlp import augmenting
+
+    X = mnist_like(90, seed=5)
+    rows = np.random.default_rng(3).permutation(len(X))[:70]
+    params = augment_params("elastic", 28)
+    kernels = [partial(augment_numba.augment_rows, scratch=augment_numba.scratch_for(28))
+               for _ in range(2)]  # fmt: skip
+    buffer = augmenting._Buffer(len(rows), 784, sparse=True)
+    pieces = augmenting._Pieces(buffer, X, rows, 40, 28, kind_code("elastic"), params, 6, 2)
+    runs = []
+
+    def back(out, X, rows, *args, **kwargs):
+        runs.append(("back", len(rows)))
+        kernels[1](out, X, rows, *args, **kwargs)
+
+    def front(out, X, rows, *args, **kwargs):
+        runs.append(("front", len(rows)))
+        if len(runs) == 1:
+            pieces.work(back, from_back=True)
+        kernels[0](out, X, rows, *args, **kwargs)
+
+    pieces.work(front)
+    ref = np.zeros((len(rows), 784), np.uint8)
+    augment_reference.augment_rows(ref, X, rows, 28, kind_code("elastic"), params, 6, 2)
+    assert buffer.out is None  # (the kernel makes each image in its scratch)
+    assert_entries_of(pieces.result(), ref)
+    sizes = [n for side, n in runs if side == "back"]
+    assert runs[0] == ("front", 17) and len(sizes) > 3 and sizes[0] > 3 * sizes[-1]
+    assert sum(n for _, n in runs) == len(rows)
+
+
 def entries(sparse):
     """Each row's (column numbers, value bits) of a :class:`kernels.numba.SparseInputs`."""
     rowmap = np.arange(len(sparse)) if sparse.rowmap is None else sparse.rowmap
@@ -228,6 +265,15 @@ def test_sparse_rows_written_with_the_images_are_the_trainers(side, kind, overri
     np.testing.assert_array_equal(cols[7 : starts[-1]], c[: s[-1]])
     np.testing.assert_array_equal(vals[7 : starts[-1]].view(np.int32), v[: s[-1]].view(np.int32))
     assert starts[-1] > 7 + 3 * len(rows)  # some ink in every image
+    # without out: each image made in the scratch, the same entries
+    alone = (np.full(room, 9999, cols.dtype), np.full(room, np.nan, np.float32),
+             np.full(len(rows) + 1, -1, np.int64))  # fmt: skip
+    alone[2][0] = 7
+    augment_numba.augment_rows(None, X, rows, side, kind_code(kind), params, 3, 1, sparse=alone)
+    np.testing.assert_array_equal(alone[2], starts)
+    np.testing.assert_array_equal(alone[0][7 : starts[-1]], cols[7 : starts[-1]])
+    np.testing.assert_array_equal(alone[1][7 : starts[-1]].view(np.int32),
+                                  vals[7 : starts[-1]].view(np.int32))  # fmt: skip
 
 
 def test_bad_sparse_arrays_are_refused_in_one_line():
@@ -243,6 +289,8 @@ def test_bad_sparse_arrays_are_refused_in_one_line():
     for sparse, message in bad:
         with pytest.raises(ValueError, match=message):
             augment_numba.augment_rows(out, X, rows, 28, 1, params, 0, 0, sparse=sparse)
+    with pytest.raises(ValueError, match="needs out, or sparse rows"):
+        augment_numba.augment_rows(None, X, rows, 28, 1, params, 0, 0)
     with pytest.raises(ValueError, match="one-block scratch"):
         augment_numba.augment_rows(out, X, rows, 28, 1, params, 0, 0,
                                    augment_numba.scratch_for(28, 2), sparse=good)  # fmt: skip
@@ -281,7 +329,7 @@ def test_training_on_the_kernels_sparse_rows_is_training_on_the_bytes(monkeypatc
 
 
 def _bytes_only(self, rows, n_features, sparse):
-    self.rows, self.out = rows, np.empty((rows, n_features), np.uint8)
+    self.rows, self.width, self.out = rows, n_features, np.empty((rows, n_features), np.uint8)
 
 
 def test_elastic_field_is_as_strong_as_simards():
