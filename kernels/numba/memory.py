@@ -117,16 +117,16 @@ def compress_nonzero(typingctx, idx, val, k, X, r, start, step, scale):
         )
         step = context.cast(builder, a_step, step_t, types.int32)
         ids = builder.mul(ids, _splat(builder, step, vi32))
-        mty = mask.type
-        fcv = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VEC, [_VEC, mty, _VEC]),
-            "llvm.experimental.vector.compress.v16f32",
-        )  # fmt: skip
+        # The values are compressed as their 32-bit patterns: on a CPU without AVX-512
+        # LLVM expands the compress itself, and its expansion of a float compress aborts the
+        # process (an assertion in SelectionDAG, llvmlite 0.50); AVX-512's vpcompressd and
+        # vcompressps cost the same.
         fci = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vi32, [vi32, mty, vi32]),
+            builder.module, ir.FunctionType(vi32, [vi32, mask.type, vi32]),
             "llvm.experimental.vector.compress.v16i32",
         )  # fmt: skip
-        cv = builder.call(fcv, [vals, mask, ir.Constant(_VEC, None)])
+        cv = builder.bitcast(builder.call(fci, [builder.bitcast(vals, vi32), mask,
+                                                ir.Constant(vi32, None)]), _VEC)  # fmt: skip
         ci = builder.call(fci, [ids, mask, ir.Constant(vi32, None)])
         ia = context.make_array(idx_t)(context, builder, a_idx)
         va = context.make_array(val_t)(context, builder, a_val)
