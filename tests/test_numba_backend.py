@@ -267,13 +267,13 @@ def hot_kernels():
     """The compiled kernels a training step and a forward pass run, callers before callees."""
     from kernels.numba import heads, infer, net, tiles, work
 
-    for name in ["train_loop", "forward_dense_rows", "rows_grad", "scales", "net_forward",
-                 "net_head", "net_backward"]:  # fmt: skip
+    for name in ["train_loop", "forward_dense_rows", "sparse_hidden", "rows_grad", "scales",
+                 "net_forward", "net_head", "net_backward"]:  # fmt: skip
         yield name, uninlined()[name]
     # (gather_rows, compress_row, xent_grad, mse, argmax, sigmoid are inlined into these)
     for name in ["sparse_rows_fill", "sparse_forward", "transpose_rows", "sparse_backward",
                  "dense_forward", "dense_backward", "bias_backward", "activation_forward",
-                 "activation_backward", "loss_head", "softmax", "softmax_out", "sparse_hidden",
+                 "activation_backward", "loss_head", "softmax", "softmax_out",
                  "sparse_forward_tiles"]:  # fmt: skip
         yield name, next(getattr(m, name) for m in (net, heads, work, infer, tiles)
                          if hasattr(m, name))  # fmt: skip

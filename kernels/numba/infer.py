@@ -129,7 +129,7 @@ def after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, spa
             if sparse is not None and layer.path == PATH_BLAS and net.act == RELU:
                 sparse_hidden(pre, layer.aoff, arow, n, hidden[0], hidden[1], hidden[2], tiles,
                               rowmap, post, act, below.aoff, layer.n_in, work, layer.woff,
-                              layer.boff, layer.stride, layer.path)  # fmt: skip
+                              layer.boff, layer.stride)  # fmt: skip
             else:
                 dense_forward(pre, layer.aoff, post, below.aoff, arow, n, layer.n_in, work,
                               layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
