@@ -12,9 +12,14 @@ One folder, one implementation (``kernels.backend("numba")`` is this package):
 ``passes``   one block of rows forward, through the loss and backward (inlined glue)
 ``optim``    the optimizer step
 ``train``    the training loops: every batch of a train_steps call in one compiled call
-``split``    the loop for networks with BLAS layers on threads: every layer split by lanes
-``evaluate`` outputs for many rows (forward), the loss and gradient over all rows
+``split``    networks with BLAS layers on 2 threads: two parallel loops a batch
+``split_lanes`` networks with BLAS layers on more threads: every layer split by lanes
+``plan``     which loop a train_steps call runs, on how many threads
+``infer``    outputs for many rows (forward): blocks of rows taken by threads
+``tiles``    inference's first layer by tiles of columns, and its sparse ReLU layers
+``evaluate`` the loss and gradient over all rows
 ``checks``   the network functions' argument checks, one error line each
+``inputs``   input rows as compressed sparse rows (SparseInputs), forward's thread pool
 ``network``  the network functions of INTERFACE.md section 2 (geometry, threads)
 ``layers``   the layer functions of INTERFACE.md section 1: the ``net`` kernels on one layer
 """
