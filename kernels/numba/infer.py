@@ -15,10 +15,9 @@ import numpy as np
 from numba import njit
 
 from kernels.numba.codes import PATH_BLAS, RELU, SOFTMAX, Inputs
-from kernels.numba.heads import activation_forward
 from kernels.numba.memory import fetch_add, vload, vstore, vstore_first
 from kernels.numba.net import ONE, WIDE, ZERO, dense_forward
-from kernels.numba.passes import first_forward
+from kernels.numba.passes import activate, first_forward
 from kernels.numba.simd import (
     LANES,
     vadd,
@@ -133,12 +132,7 @@ def after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, spa
             else:
                 dense_forward(pre, layer.aoff, post, below.aoff, arow, n, layer.n_in, work,
                               layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
-        if k < n_layers - 1:
-            activation_forward(post, pre, layer.aoff, arow, n, layer.n_out, layer.stride,
-                               net.act)  # fmt: skip
-        elif net.out_act != SOFTMAX:
-            activation_forward(post, pre, layer.aoff, arow, n, layer.n_out, layer.stride,
-                               net.out_act)  # fmt: skip
+        activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
 
 
 @njit(cache=True, nogil=True)

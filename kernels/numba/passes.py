@@ -59,6 +59,20 @@ def first_forward(pre, n, inputs, r0, work, layers, net, qa, qb):
 
 
 @njit(cache=True, inline="always")
+def activate(post, pre, o, n, layers, net, k, q0, q1):
+    """post = act(pre) on lanes q0..q1-1 of layer k for n rows, row b at o + b * arow (o: 0,
+    or the first row of a thread's share times arow): the hidden layers' activation, the
+    output's unless it is a softmax (which the loss head, or inference, computes)."""
+    layer = layers[k]
+    last = k == layers.shape[0] - 1
+    act = net.out_act if last else net.act
+    if last and act == SOFTMAX:
+        return
+    real = min(max(layer.n_out - q0, 0), q1 - q0)
+    activation_forward(post, pre, layer.aoff + o + q0, net.arow, n, real, q1 - q0, act)
+
+
+@njit(cache=True, inline="always")
 def net_forward(pre, post, n, inputs, r0, work, layers, net, qa, qb):
     """pre/post = pre-activations and activations of every layer for n rows, the first
     layer's lanes qa..qb-1 computed here (0, 0: the caller has computed them).
@@ -73,12 +87,7 @@ def net_forward(pre, post, n, inputs, r0, work, layers, net, qa, qb):
         if k > 0:
             dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, arow, n, layer.n_in, work,
                           layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
-        if k < n_layers - 1:
-            activation_forward(post, pre, layer.aoff, arow, n, layer.n_out, layer.stride,
-                               net.act)  # fmt: skip
-        elif net.out_act != SOFTMAX:
-            activation_forward(post, pre, layer.aoff, arow, n, layer.n_out, layer.stride,
-                               net.out_act)  # fmt: skip
+        activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
 
 
 @njit(cache=True, inline="always")

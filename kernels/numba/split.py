@@ -55,8 +55,8 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.numba.blas import sgemm
-from kernels.numba.codes import PATH_BLAS, SOFTMAX
-from kernels.numba.heads import activation_backward, activation_forward, loss_head
+from kernels.numba.codes import PATH_BLAS
+from kernels.numba.heads import activation_backward, loss_head
 from kernels.numba.memory import vload, vstore
 from kernels.numba.net import (
     ONE,
@@ -70,7 +70,7 @@ from kernels.numba.net import (
     transpose_rows,
 )
 from kernels.numba.optim import update, update_rows
-from kernels.numba.passes import PRANGE_ONLY, batch_scales
+from kernels.numba.passes import PRANGE_ONLY, activate, batch_scales
 from kernels.numba.simd import LANES
 from kernels.numba.train import lane_cut, loop_start
 
@@ -89,8 +89,7 @@ def first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb):
     sparse_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
                    inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride, qa,
                    qb)  # fmt: skip
-    real = min(max(first.n_out - qa, 0), qb - qa)
-    activation_forward(post, pre, first.aoff + qa, net.arow, n, real, qb - qa, net.act)
+    activate(post, pre, 0, n, layers, net, 0, qa, qb)
 
 
 @njit(cache=True, inline="always")
@@ -125,10 +124,7 @@ def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, laye
         layer = layers[k]
         at = layer.aoff + o
         blas_forward(pre, at, post, layers[k - 1].aoff + o, arow, m, layer, work)
-        if k < n_layers - 1:
-            activation_forward(post, pre, at, arow, m, layer.n_out, layer.stride, net.act)
-        elif net.out_act != SOFTMAX:
-            activation_forward(post, pre, at, arow, m, layer.n_out, layer.stride, net.out_act)
+        activate(post, pre, o, m, layers, net, k, 0, layer.stride)
     last = layers[n_layers - 1]
     loss, hits = loss_head(delta, post, pre, last.aoff + o, arow, m, last.n_out, last.stride,
                            targets.labels, targets.target, targets.weight, targets.order,

@@ -29,13 +29,14 @@ from __future__ import annotations
 from numba import njit, prange
 
 from kernels.numba.blas import sgemm
-from kernels.numba.codes import PATH_BLAS, SOFTMAX
-from kernels.numba.heads import activation_backward, activation_forward
+from kernels.numba.codes import PATH_BLAS
+from kernels.numba.heads import activation_backward
 from kernels.numba.memory import vload, vstore
 from kernels.numba.net import ONE, WIDE, ZERO, bias_backward, dense_backward, dense_forward
 from kernels.numba.optim import update
 from kernels.numba.passes import (
     PRANGE_ONLY,
+    activate,
     batch_scales,
     first_backward,
     first_forward,
@@ -60,20 +61,7 @@ def forward_lanes(pre, post, n, work, layers, net, k, q0, q1):
             vstore(pre, b * arow + layer.aoff + q, vload(work, layer.boff + q))
     sgemm(False, False, q1 - q0, n, layer.n_in, ONE, work, layer.woff + q0, layer.stride,
           post, layers[k - 1].aoff, arow, ONE, pre, layer.aoff + q0, arow)  # fmt: skip
-    activate_lanes(pre, post, n, layers, net, k, q0, q1)
-
-
-@njit(cache=True, inline="always")
-def activate_lanes(pre, post, n, layers, net, k, q0, q1):
-    """post = act(pre) on lanes q0..q1-1 of layer k (the last: unless its output is a
-    softmax, which the head computes)."""
-    layer = layers[k]
-    last = k == layers.shape[0] - 1
-    act = net.out_act if last else net.act
-    if last and act == SOFTMAX:
-        return
-    real = min(max(layer.n_out - q0, 0), q1 - q0)
-    activation_forward(post, pre, layer.aoff + q0, net.arow, n, real, q1 - q0, act)
+    activate(post, pre, 0, n, layers, net, k, q0, q1)
 
 
 @njit(cache=True)
@@ -121,7 +109,7 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
         for t in prange(shards):
             qa, qb = lane_cut(s0, blocks, t, shards)
             first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
-            activate_lanes(pre, post, n, layers, net, 0, qa, qb)
+            activate(post, pre, 0, n, layers, net, 0, qa, qb)
         for k in range(1, n_layers):
             layer = layers[k]
             s = layer.stride  # (a record cannot go into a prange body in Numba 0.68)
@@ -133,7 +121,7 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
                 dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, arow, n, layer.n_in,
                               work, layer.woff, work, layer.boff, layer.stride,
                               layer.path)  # fmt: skip
-                activate_lanes(pre, post, n, layers, net, k, 0, layer.stride)
+                activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
         loss, hits = net_head(delta, pre, post, n, targets, r0, layers, net, dscale, lse)
         for k in range(n_layers - 1, 0, -1):
             layer, below = layers[k], layers[k - 1]
