@@ -42,6 +42,7 @@ _VMASK = ir.VectorType(_I1, LANES)
 
 
 def _splat(builder, value, vty):
+    """A vector of type vty with value in every lane (augment_simd's too)."""
     one = builder.insert_element(ir.Constant(vty, None), value, ir.Constant(_I32, 0))
     return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, vty.count), None))
 

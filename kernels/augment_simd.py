@@ -32,22 +32,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.augment_fetch import fetch
+from kernels.augment_fetch import _const, _splat, fetch
 
 LANES = 16
 
 _I1, _I8, _I32, _I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 _V32, _V64, _V8 = (ir.VectorType(t, LANES) for t in (_I32, _I64, _I8))
 _VMASK = ir.VectorType(_I1, LANES)
-
-
-def _splat(builder, value, vty):
-    one = builder.insert_element(ir.Constant(vty, None), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, LANES), None))
-
-
-def _const(value, vty=_V32):
-    return ir.Constant(vty, [value] * LANES)
 
 
 def _flat_c(arr, dtype) -> bool:

@@ -37,6 +37,13 @@ def _lane_pointer(context, builder, arrty, arr, idxty, idx):
     return builder.gep(ary.data, [i], inbounds=True)
 
 
+def _cell_pointer(context, builder, xty, x, r, col):
+    """Pointer to X[r, col] of a 2-D C-order array (r, col: intp values)."""
+    xa = context.make_array(xty)(context, builder, x)
+    ncols = builder.extract_value(xa.shape, 1)
+    return builder.gep(xa.data, [builder.add(builder.mul(r, ncols), col)], inbounds=True)
+
+
 @intrinsic
 def vload(typingctx, arr, start):
     """``arr[start:start+16]`` as a vector (``arr``: flat float32, C order)."""
@@ -65,8 +72,9 @@ def vstore(typingctx, arr, start, v):
 
 
 def _splat(builder, value, vty):
+    """A vector of type vty with value in every lane."""
     one = builder.insert_element(ir.Constant(vty, None), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, LANES), None))
+    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, vty.count), None))
 
 
 @intrinsic
@@ -98,10 +106,8 @@ def compress_nonzero(typingctx, idx, val, k, X, r, start, step, scale):
         k = context.cast(builder, a_k, k_t, types.intp)
         r = context.cast(builder, a_r, r_t, types.intp)
         start = context.cast(builder, a_start, start_t, types.intp)
-        xa = context.make_array(x_t)(context, builder, a_x)
-        ncols = builder.extract_value(xa.shape, 1)
         elem = ir.IntType(8) if is_bytes else ir.FloatType()
-        src = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), start)], inbounds=True)
+        src = _cell_pointer(context, builder, x_t, a_x, r, start)
         xv = builder.load(builder.bitcast(src, ir.VectorType(elem, LANES).as_pointer()), align=1)
         if is_bytes:
             mask = builder.icmp_unsigned("!=", xv, ir.Constant(xv.type, None))
@@ -160,11 +166,9 @@ def prefetch(typingctx, X, r, col):
         return None
 
     def codegen(context, builder, sig, args):
-        xa = context.make_array(sig.args[0])(context, builder, args[0])
         r = context.cast(builder, args[1], sig.args[1], types.intp)
         col = context.cast(builder, args[2], sig.args[2], types.intp)
-        ncols = builder.extract_value(xa.shape, 1)
-        ptr = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), col)], inbounds=True)
+        ptr = _cell_pointer(context, builder, sig.args[0], args[0], r, col)
         i8p = ir.IntType(8).as_pointer()
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
@@ -282,11 +286,9 @@ def compress_bytes64(typingctx, idx, val, k, X, r, start, scale):
         k = context.cast(builder, a_k, k_t, types.intp)
         r = context.cast(builder, a_r, r_t, types.intp)
         start = context.cast(builder, a_start, start_t, types.intp)
-        xa = context.make_array(x_t)(context, builder, a_x)
-        ncols = builder.extract_value(xa.shape, 1)
         i8, i16, i1 = ir.IntType(8), ir.IntType(16), ir.IntType(1)
         v64 = ir.VectorType(i8, 64)
-        src = builder.gep(xa.data, [builder.add(builder.mul(r, ncols), start)], inbounds=True)
+        src = _cell_pointer(context, builder, x_t, a_x, r, start)
         xv = builder.load(builder.bitcast(src, v64.as_pointer()), align=1)
         mask = builder.icmp_unsigned("!=", xv, ir.Constant(v64, None))
         fb = cgutils.get_or_insert_function(
@@ -300,7 +302,7 @@ def compress_bytes64(typingctx, idx, val, k, X, r, start, scale):
             builder.module, ir.FunctionType(v32w, [v32w, m32, v32w]),
             "llvm.experimental.vector.compress.v32i16",
         )  # fmt: skip
-        base = _splat32w(builder, builder.trunc(start, i16))
+        base = _splat(builder, builder.trunc(start, i16), v32w)
         ia = context.make_array(idx_t)(context, builder, a_idx)
         va = context.make_array(val_t)(context, builder, a_val)
         at = k
@@ -335,9 +337,3 @@ def compress_bytes64(typingctx, idx, val, k, X, r, start, scale):
                                                   else count), types.intp, sig.return_type)  # fmt: skip
 
     return k(idx, val, k, X, r, start, scale), codegen
-
-
-def _splat32w(builder, value):
-    vty = ir.VectorType(ir.IntType(16), 32)
-    one = builder.insert_element(ir.Constant(vty, None), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, 32), None))
