@@ -92,6 +92,10 @@ def main() -> None:
         chosen.append(planner(*a, **k))
         return chosen[-1]
 
+    def serial_planner(*a, **k):  # one Numba thread: BLAS then gets every thread asked for
+        chosen.append(("serial", 1))
+        return chosen[-1]
+
     plan.plan_threads = recording_planner
 
     X, y, Xt, yt = load_mnist(download=False)
@@ -131,7 +135,7 @@ def main() -> None:
             for count in many:
                 fit_epoch("rows beyond 2", hidden, batch, rows, count, warm=count == many[0])
         plan.ROW_SPLIT_MAX_THREADS, plan.ROW_SPLIT_MIN_ROWS = limits
-        plan.plan_threads = lambda *a, **k: chosen.append(("serial", 1)) or chosen[-1]  # BLAS's
+        plan.plan_threads = serial_planner
         for hidden, batch, rows in blas_shapes:
             for count in many:
                 fit_epoch("BLAS threads", hidden, batch, rows, count, warm=count == many[0])
