@@ -161,6 +161,68 @@ def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
     np.testing.assert_allclose(two[2], one[2], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("sizes", "output", "name", "weighted", "min_weights"),
+    [
+        ((784, 80, 33, 10), "softmax", "sgd", False, 1),  # a WIDE block and a tail
+        ((784, 80, 33, 10), "softmax", "adam", True, 1),
+        # 64-40 on our kernels between the sparse layer and a BLAS layer, 200-10 after it
+        ((784, 64, 40, 200, 10), "sigmoid", "momentum", False, 4000),
+    ],
+)
+def test_lane_split_spread_gives_the_serial_loops_floats(monkeypatch, sizes, output, name,
+                                                       weighted, min_weights):  # fmt: skip
+    """train_loop_split_lanes with what it runs between its parallel loops spread over the
+    threads (layers after the last BLAS layer and the loss by rows, bias gradients by
+    slices, the inputs' transposition by columns; train_steps does so from
+    plan.SPREAD_MIN_THREADS threads on) makes the very floats of the same loop with all of
+    that on the calling thread: parameters, optimizer state and hits bit for bit, the
+    losses (summed in per-thread parts) to rounding."""
+    from kernels.numba import net as kn
+    from kernels.numba import network, plan
+
+    if not kn.HAVE_BLAS:
+        pytest.skip("SciPy (BLAS for compiled code) is not installed")
+    network.geometry.cache_clear()
+    monkeypatch.setattr(kn, "BLAS_MIN_WEIGHTS", min_weights)
+    monkeypatch.setattr(plan, "SPLIT_LANES_PER_THREAD", 1)
+    monkeypatch.setattr(plan, "ROW_SPLIT_MAX_THREADS", 1)
+    loss = "cross_entropy" if output == "softmax" else "mse"
+    net = Net(sizes, "relu", output, loss)
+    X, y = digits_like(230, 11)
+    targets = y if loss == "cross_entropy" else np.eye(10, dtype=np.float32)[y]
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(12).random(len(X)).astype(np.float32)
+        weights[::5] = 0
+    nb = kernels.backend("numba")
+    inputs = nb.prepare_inputs(X)
+    flags = []
+    loop = network.train_loop_split_lanes
+    monkeypatch.setattr(network, "train_loop_split_lanes",
+                        lambda *args: flags.append(args[-2:]) or loop(*args))  # fmt: skip
+
+    def run(spread_from):
+        monkeypatch.setattr(plan, "SPREAD_MIN_THREADS", spread_from)
+        params = np.empty(net.n_params, np.float32)
+        kernels.backend("numpy").init_params(params, net, "he_uniform", 3)
+        state = optimizer_state(net, name)
+        order = np.random.default_rng(13).permutation(len(X))
+        lrs = np.full(5, 0.003 if name == "adam" else 0.1, np.float32)
+        losses, hits = nb.train_steps(params, state, net, inputs, targets, order, 50, lrs,
+                                      Optimizer(name), 0, 2, sample_weight=weights)  # fmt: skip
+        return losses, [hits, params, *state.values()]
+
+    try:
+        spread, serial = run(2), run(3)
+    finally:
+        network.geometry.cache_clear()
+    assert flags == [(True, None), (None, True)]
+    for a, b in zip(spread[1], serial[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(spread[0], serial[0], rtol=1e-6)
+
+
 def test_a_call_shorter_than_a_batch_plans_for_the_batch_size(monkeypatch):
     """The warm-up step on a small data set and an epoch's last chunk have fewer rows than
     a batch: they must run (and so compile) the loop and kernels of the batch size asked

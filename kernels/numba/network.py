@@ -343,7 +343,8 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
         if loop == "split_rows":
             train_loop_split(*args, threads)
         elif loop == "split_lanes":
-            train_loop_split_lanes(*args, threads)
+            spread = True if threads >= plan.SPREAD_MIN_THREADS else None
+            train_loop_split_lanes(*args, threads, spread, None if spread else True)
         elif loop == "lanes":
             train_loop_lanes(*args, threads)
         elif loop == "rows":

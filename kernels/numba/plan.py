@@ -34,6 +34,12 @@ ROW_SPLIT_MAX_THREADS = 2
 # sgemm on 16 rows, and all of the later layers' weights in each core's L2); batch 128
 # 0.297/0.298/0.291 vs 0.249/0.270/0.270.
 ROW_SPLIT_MIN_ROWS = 64
+# Fewest threads whose lane split also spreads what it otherwise runs on the calling thread
+# between its parallel loops (the output layer and loss by rows, bias gradients, the inputs'
+# transposition; train_loop_split_lanes' `spread`). 784-1024-1024-10 at batch 128 on 16
+# cores (Intel Xeon): that serial part was 0.65 ms of a 2.1 ms batch. On 2 cores (AMD EPYC,
+# 784-256-256-10 at batch 32) the loop the tail then needs cost as much as it saved.
+SPREAD_MIN_THREADS = 3
 
 
 def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:

@@ -17,22 +17,41 @@ owns a slice of lanes in every phase:
   the first layer's weight gradient by lanes (in place for plain SGD);
 * the optimizer step on a slice of the work vector.
 
+What no lane split fits (the layers on our own kernels after the last BLAS layer, such
+as the 10-wide output, and the loss need whole rows; the bias gradients; the batch's
+inputs by column for the first layer's weight gradient) runs on the calling thread between
+the parallel loops, or with ``spread`` (``plan.SPREAD_MIN_THREADS`` threads or more) inside
+them: the tail by rows in a loop of its own (:func:`tail_rows`), its weight gradients by
+input rows and every bias by lanes in the backward loops, the transposition by columns
+in the first loop. On 16 cores (Intel Xeon, 784-1024-1024-10, batch 128) the calling
+thread's part was 0.65 ms of a 2.2 ms batch; spread, a batch took 1.85 ms
+(``scripts/profile_phases.py``). The same floats either way.
+
 Every float is written by exactly one thread, by the same arithmetic whatever the slices
-(no partial sums to reduce): a run repeats exactly for a given thread count. The small
-layers on our own kernels (the 10-wide output) and the loss run on the calling thread.
-The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as
-the loops of :mod:`kernels.numba.train`.
+(no partial sums to reduce but the loss, summed in thread order): a run repeats exactly
+for a given thread count. The caller limits BLAS to one thread (``threadpoolctl``) around
+the call. Arguments as the loops of :mod:`kernels.numba.train`.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from kernels.numba.blas import sgemm
 from kernels.numba.codes import PATH_BLAS
-from kernels.numba.heads import activation_backward
-from kernels.numba.memory import vload, vstore
-from kernels.numba.net import ONE, WIDE, ZERO, bias_backward, dense_backward, dense_forward
+from kernels.numba.heads import activation_backward, loss_head
+from kernels.numba.memory import at, vload, vstore
+from kernels.numba.net import (
+    ONE,
+    WIDE,
+    ZERO,
+    bias_backward,
+    dense_backward,
+    dense_dinp,
+    dense_dweight,
+    dense_forward,
+)
 from kernels.numba.optim import update
 from kernels.numba.passes import (
     PRANGE_ONLY,
@@ -87,19 +106,122 @@ def backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0, 
         activation_backward(delta, pre, post, below.aoff + j0, arow, n, real, j1 - j0, net.act)
 
 
+@njit(cache=True, inline="always")
+def transpose_columns(t_starts, t_rows, t_vals, n, inputs, r0, alpha, c0, c1):
+    """transpose_rows (the batch's entries by input column, values times alpha) for input
+    columns c0..c1-1 only, in the places transpose_rows puts them: threads split the
+    columns, each reading every entry and writing its own columns'. One thread transposing
+    the whole batch held the others 0.21 ms a batch on 16 cores (784-1024-1024-10)."""
+    cols, vals, starts, rowmap = inputs.cols, inputs.vals, inputs.starts, inputs.rowmap
+    for c in range(c0, c1):
+        t_starts[c] = 0
+    base = 0  # entries of the columns below c0: where column c0 starts
+    for b in range(n):
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            c = at(cols, k)
+            if c < c0:
+                base += 1
+            elif c < c1:
+                t_starts[c] += 1
+    end = base
+    for c in range(c0, c1):  # counts to starts (each the column's cursor while filling)
+        count = t_starts[c]
+        t_starts[c] = end
+        end += count
+    for b in range(n):
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            c = at(cols, k)
+            if c0 <= c < c1:
+                e = t_starts[c]
+                t_rows[e] = b
+                t_vals[e] = at(vals, k) * alpha
+                t_starts[c] = e + 1
+    for c in range(c1 - 1, c0, -1):  # a cursor ends where the next column starts
+        t_starts[c] = t_starts[c - 1]
+    if c1 > c0:
+        t_starts[c0] = base
+    if c1 == t_starts.shape[0] - 2:  # the last columns: the end, twice (as transpose_rows)
+        t_starts[c1] = end
+        t_starts[c1 + 1] = end
+
+
+@njit(cache=True, inline="always")
+def tail_rows(pre, post, delta, lse, b0, b1, targets, r0, work, wc, layers, net, dscale, tail):
+    """Rows b0..b1-1 of the batch through the layers from ``tail`` on (on our kernels: the
+    narrow layers after the last BLAS layer), the loss head (output gradient times dscale)
+    and back to layer tail-1's output gradient times its activation's derivative: none of
+    it needs another row. Returns (sum of the rows' losses, rows classified right)."""
+    m = b1 - b0
+    if m <= 0:
+        return ZERO, 0
+    arow = net.arow
+    o = b0 * arow
+    n_layers = layers.shape[0]
+    for k in range(tail, n_layers):
+        layer = layers[k]
+        dense_forward(pre, layer.aoff + o, post, layers[k - 1].aoff + o, arow, m, layer.n_in,
+                      work, layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
+        activate(post, pre, o, m, layers, net, k, 0, layer.stride)
+    last = layers[n_layers - 1]
+    loss, hits = loss_head(delta, post, pre, last.aoff + o, arow, m, last.n_out, last.stride,
+                           targets.labels, targets.target, targets.weight, targets.order,
+                           r0 + b0, dscale, lse[b0:], net.out_act)  # fmt: skip
+    for k in range(n_layers - 1, tail - 1, -1):
+        layer, below = layers[k], layers[k - 1]
+        dense_dinp(delta, below.aoff + o, delta, layer.aoff + o, arow, m, layer.n_in, work,
+                   layer.woff, wc, layer.coff, layer.n_out, layer.stride, below.stride,
+                   layer.path)  # fmt: skip
+        activation_backward(delta, pre, post, below.aoff + o, arow, m, layer.n_in, below.stride,
+                            net.act)  # fmt: skip
+    return loss, hits
+
+
+@njit(cache=True, inline="always")
+def tail_weights(grad, delta, post, n, layers, net, tail, t, shards):
+    """Thread t's share of the weight and bias gradients of the layers from ``tail`` on:
+    rows j0..j1-1 of each weight (its inputs j0..j1-1, summed over the batch's rows in
+    order) and a slice of each bias's lanes: the floats dense_backward makes."""
+    arow = net.arow
+    for k in range(tail, layers.shape[0]):
+        layer, below = layers[k], layers[k - 1]
+        s = layer.stride
+        j0, j1 = layer.n_in * t // shards, layer.n_in * (t + 1) // shards
+        dense_dweight(grad, layer.woff, delta, layer.aoff, post, below.aoff, arow, n, s, j0, j1,
+                      layer.path)  # fmt: skip
+        q0, q1 = slice_of(s, t, shards)
+        bias_backward(grad, layer.boff + q0, delta, layer.aoff + q0, arow, n, q1 - q0)
+
+
 @njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
 def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
-                     net, optim, losses, correct, shards):  # fmt: skip
+                     net, optim, losses, correct, shards, spread, serial):  # fmt: skip
     """train_loop with every layer split between `shards` threads by lanes (module doc);
-    BLAS must run on one thread inside them."""
+    BLAS must run on one thread inside them.
+
+    Exactly one of ``spread`` and ``serial`` is True, the other None (Numba prunes the
+    branches of an argument that is None, so each variant compiles only its own code; a
+    parallel loop's body is compiled several times over, and spreading cost ~7 s more of
+    first compile). ``spread``: the layers after the last BLAS layer and the loss go by
+    rows (:func:`tail_rows`), the biases' and those layers' weight gradients by slices,
+    the inputs' transposition by columns, each inside the parallel loops. ``serial``: all
+    of that on this thread, between them. The same floats either way."""
     n_layers = layers.shape[0]
     arow = net.arow
     n_rows, n_classes, grad, scratch, in_place, w_first, lo = loop_start(
         work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
     pw = work.shape[0]
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
-    s0 = layers[0].stride
+    s0, n_in0 = layers[0].stride, layers[0].n_in
+    boff0, aoff0 = layers[0].boff, layers[0].aoff
     blocks = -(-s0 // WIDE)
+    tail = n_layers  # spread: the layers from `tail` on go by rows
+    if spread is not None:
+        while layers[tail - 1].path != PATH_BLAS:
+            tail -= 1
+    part_loss = np.zeros(shards, np.float32)
+    part_hits = np.zeros(shards, np.int64)
     for j in range(losses.shape[0]):
         r0 = j * batch_size
         n = min(batch_size, n_rows - r0)
@@ -107,10 +229,14 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
         alpha = -lr if in_place else ONE
         dscale, lscale = batch_scales(net, n, n_classes, totals, j)
         for t in prange(shards):
-            qa, qb = lane_cut(s0, blocks, t, shards)
+            th = np.int64(t)
+            qa, qb = lane_cut(s0, blocks, th, shards)
             first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
             activate(post, pre, 0, n, layers, net, 0, qa, qb)
-        for k in range(1, n_layers):
+            if spread is not None:  # the inputs by column, for the first layer's gradient
+                transpose_columns(scratch[4], scratch[5], scratch[6], n, inputs, r0, alpha,
+                                  n_in0 * th // shards, n_in0 * (th + 1) // shards)  # fmt: skip
+        for k in range(1, tail):
             layer = layers[k]
             s = layer.stride  # (a record cannot go into a prange body in Numba 0.68)
             if layer.path == PATH_BLAS:
@@ -122,15 +248,34 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
                               work, layer.woff, work, layer.boff, layer.stride,
                               layer.path)  # fmt: skip
                 activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
-        loss, hits = net_head(delta, pre, post, n, targets, r0, layers, net, dscale, lse)
-        for k in range(n_layers - 1, 0, -1):
+        loss, hits = ZERO, 0
+        if spread is not None:
+            for t in prange(shards):
+                th = np.int64(t)
+                b0, b1 = n * th // shards, n * (th + 1) // shards
+                part_loss[t], part_hits[t] = tail_rows(pre, post, delta, lse, b0, b1, targets,
+                                                       r0, work, wc, layers, net, dscale,
+                                                       tail)  # fmt: skip
+            for t in range(shards):  # in thread order: the same sum run after run
+                loss += part_loss[t]
+                hits += part_hits[t]
+        if serial is not None:
+            loss, hits = net_head(delta, pre, post, n, targets, r0, layers, net, dscale, lse)
+        for k in range(tail - 1, 0, -1):
             layer, below = layers[k], layers[k - 1]
             s, s_in = layer.stride, below.stride
+            boff, aoff = layer.boff, layer.aoff  # (scalars: no record into the prange)
             if layer.path == PATH_BLAS:
-                bias_backward(grad, layer.boff, delta, layer.aoff, arow, n, s)
+                if serial is not None:
+                    bias_backward(grad, boff, delta, aoff, arow, n, s)
                 for t in prange(shards):
-                    q0, q1 = slice_of(s, t, shards)
-                    j0, j1 = slice_of(s_in, t, shards)
+                    th = np.int64(t)
+                    q0, q1 = slice_of(s, th, shards)
+                    j0, j1 = slice_of(s_in, th, shards)
+                    if spread is not None:
+                        if k == tail - 1:
+                            tail_weights(grad, delta, post, n, layers, net, tail, th, shards)
+                        bias_backward(grad, boff + q0, delta, aoff + q0, arow, n, q1 - q0)
                     backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0,
                                    j1)  # fmt: skip
             else:
@@ -140,10 +285,13 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
                                layer.path)  # fmt: skip
                 activation_backward(delta, pre, post, below.aoff, arow, n, layer.n_in,
                                     below.stride, net.act)  # fmt: skip
-        bias_backward(grad, layers[0].boff, delta, layers[0].aoff, arow, n, s0)
-        transpose_first(scratch, n, inputs, r0, alpha)
+        if serial is not None:
+            bias_backward(grad, boff0, delta, aoff0, arow, n, s0)
+            transpose_first(scratch, n, inputs, r0, alpha)
         for t in prange(shards):
             qa, qb = lane_cut(s0, blocks, t, shards)
+            if spread is not None:
+                bias_backward(grad, boff0 + qa, delta, aoff0 + qa, arow, n, qb - qa)
             first_backward(w_first, alpha, scratch, n, inputs, r0, layers, net, qa, qb)
         for t in prange(shards):  # the step, elementwise: any slicing gives the same floats
             a = lo + (pw - lo) * t // shards
