@@ -42,13 +42,19 @@ def aligned_empty(n: int) -> np.ndarray:
 
 
 def pack(work, flat, layers):
-    """work (PW,) = flat (P,) in the work layout; padded lanes 0. NumPy: a copy per call, not
-    hot, and one compiled kernel fewer to build on a first run."""
+    """work (PW,) = flat (P,) in the work layout; padded lanes 0. NumPy (one compiled kernel
+    fewer to build on a first run), transposing 16 outputs at a time: each strip's source
+    stays in cache while every row of wt takes one cache line of it. Every train_steps call
+    packs (20 a fit epoch): one 1024x1024 weight took 3.6 ms as one transposed copy, 0.56 ms
+    by strips (AMD EPYC); unpack's direction is not slow (0.5 ms either way)."""
     work[:] = ZERO
     p = 0
     for n_in, n_out, s, w0, b0 in _pieces(layers):
         weight = flat[p : p + n_out * n_in].reshape(n_out, n_in)
-        work[w0 : w0 + n_in * s].reshape(n_in, s)[:, :n_out] = weight.T
+        wt = work[w0 : w0 + n_in * s].reshape(n_in, s)
+        for o in range(0, n_out, LANES):
+            o1 = min(o + LANES, n_out)
+            wt[:, o:o1] = weight[o:o1].T
         p += n_out * n_in
         work[b0 : b0 + n_out] = flat[p : p + n_out]
         p += n_out
