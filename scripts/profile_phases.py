@@ -46,16 +46,19 @@ from kernels.numba.split_lanes import backward_lanes, forward_lanes  # noqa: E40
 from kernels.numba.train import lane_cut, loop_start  # noqa: E402
 
 
+@njit(inline="always")
+def first_cut(s0, t, shards, fine):
+    """Thread t's lanes of the first layer: whole WIDE blocks (the loop's cut) or, with
+    ``fine``, 16-lane units (a variant)."""
+    if fine:
+        return slice_of(s0, t, shards)
+    return lane_cut(s0, -(-s0 // WIDE), t, shards)
+
+
 @njit(parallel=PRANGE_ONLY)
 def first_forward_phase(pre, post, n, inputs, r0, work, layers, net, s0, shards, fine):
-    """The first layer's lanes on each thread: whole WIDE blocks (the loop's cut) or, with
-    ``fine``, 16-lane units (a variant)."""
-    blocks = -(-s0 // WIDE)
     for t in prange(shards):
-        if fine:
-            qa, qb = slice_of(s0, t, shards)
-        else:
-            qa, qb = lane_cut(s0, blocks, t, shards)
+        qa, qb = first_cut(s0, t, shards, fine)
         first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
         activate(post, pre, 0, n, layers, net, 0, qa, qb)
 
@@ -113,12 +116,8 @@ def transpose_phase(scratch, n, inputs, r0, alpha):
 
 @njit(parallel=PRANGE_ONLY)
 def first_backward_phase(w_first, alpha, scratch, n, inputs, r0, layers, net, s0, shards, fine):
-    blocks = -(-s0 // WIDE)
     for t in prange(shards):
-        if fine:
-            qa, qb = slice_of(s0, t, shards)
-        else:
-            qa, qb = lane_cut(s0, blocks, t, shards)
+        qa, qb = first_cut(s0, t, shards, fine)
         first_backward(w_first, alpha, scratch, n, inputs, r0, layers, net, qa, qb)
 
 
@@ -178,6 +177,9 @@ def profile(hidden, batch, rows, threads, fine, reps):
     from kernels.numba.split_lanes import train_loop_split_lanes
 
     g, work0, wc0, inputs, targets, optim = setup(hidden, batch, rows)
+    if not g.uses_blas:
+        raise SystemExit(f"784-{'-'.join(map(str, hidden))}-10 has no layer on BLAS: the lane "
+                         "split (train_loop_split_lanes) never runs it")  # fmt: skip
     layers, net = g.layers, g.net
     n_batches = -(-rows // batch)
     lrs = np.full(n_batches, 0.01, np.float32)  # small: the weights stay near where they start

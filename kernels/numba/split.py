@@ -119,21 +119,35 @@ def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, laye
         return ZERO, 0
     arow = net.arow
     o = b0 * arow
-    n_layers = layers.shape[0]
-    for k in range(1, n_layers):  # (the first layer: first_lanes, before)
+    for k in range(1, layers.shape[0]):  # (the first layer: first_lanes, before)
         layer = layers[k]
         at = layer.aoff + o
         blas_forward(pre, at, post, layers[k - 1].aoff + o, arow, m, layer, work)
         activate(post, pre, o, m, layers, net, k, 0, layer.stride)
+    return rows_back(pre, post, delta, lse, b0, m, targets, r0, work, wc, layers, net, dscale,
+                     1, PATH_BLAS)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def rows_back(pre, post, delta, lse, b0, m, targets, r0, work, wc, layers, net, dscale, stop,
+              path):  # fmt: skip
+    """The loss head of the m rows from b0 (their forward pass done; output gradient times
+    dscale) and their way back down to layer `stop`: each layer's dinp, on ``path``'s
+    kernels (a constant in every caller, so the other path is not compiled), times the
+    derivative of the activation below. Returns (sum of the rows' losses, rows classified
+    right)."""
+    arow = net.arow
+    o = b0 * arow
+    n_layers = layers.shape[0]
     last = layers[n_layers - 1]
     loss, hits = loss_head(delta, post, pre, last.aoff + o, arow, m, last.n_out, last.stride,
                            targets.labels, targets.target, targets.weight, targets.order,
                            r0 + b0, dscale, lse[b0:], net.out_act)  # fmt: skip
-    for k in range(n_layers - 1, 0, -1):
+    for k in range(n_layers - 1, stop - 1, -1):
         layer, below = layers[k], layers[k - 1]
         dense_dinp(delta, below.aoff + o, delta, layer.aoff + o, arow, m, layer.n_in, work,
                    layer.woff, wc, layer.coff, layer.n_out, layer.stride, below.stride,
-                   PATH_BLAS)  # fmt: skip
+                   path)  # fmt: skip
         activation_backward(delta, pre, post, below.aoff + o, arow, m, layer.n_in, below.stride,
                             net.act)  # fmt: skip
     return loss, hits

@@ -40,7 +40,7 @@ from numba import njit, prange
 
 from kernels.numba.blas import sgemm
 from kernels.numba.codes import PATH_BLAS, PATH_OWN
-from kernels.numba.heads import activation_backward, loss_head
+from kernels.numba.heads import activation_backward
 from kernels.numba.memory import at, vload, vstore
 from kernels.numba.net import (
     ONE,
@@ -48,7 +48,6 @@ from kernels.numba.net import (
     ZERO,
     bias_backward,
     dense_backward,
-    dense_dinp,
     dense_dweight,
     dense_forward,
 )
@@ -64,7 +63,7 @@ from kernels.numba.passes import (
     transpose_first,
 )
 from kernels.numba.simd import LANES
-from kernels.numba.split import slice_of
+from kernels.numba.split import rows_back, slice_of
 from kernels.numba.train import lane_cut, loop_start
 
 
@@ -166,18 +165,8 @@ def tail_rows(pre, post, delta, lse, b0, b1, targets, r0, work, wc, layers, net,
         dense_forward(pre, layer.aoff + o, post, layers[k - 1].aoff + o, arow, m, layer.n_in,
                       work, layer.woff, work, layer.boff, layer.stride, PATH_OWN)  # fmt: skip
         activate(post, pre, o, m, layers, net, k, 0, layer.stride)
-    last = layers[n_layers - 1]
-    loss, hits = loss_head(delta, post, pre, last.aoff + o, arow, m, last.n_out, last.stride,
-                           targets.labels, targets.target, targets.weight, targets.order,
-                           r0 + b0, dscale, lse[b0:], net.out_act)  # fmt: skip
-    for k in range(n_layers - 1, tail - 1, -1):
-        layer, below = layers[k], layers[k - 1]
-        dense_dinp(delta, below.aoff + o, delta, layer.aoff + o, arow, m, layer.n_in, work,
-                   layer.woff, wc, layer.coff, layer.n_out, layer.stride, below.stride,
-                   PATH_OWN)  # fmt: skip
-        activation_backward(delta, pre, post, below.aoff + o, arow, m, layer.n_in, below.stride,
-                            net.act)  # fmt: skip
-    return loss, hits
+    return rows_back(pre, post, delta, lse, b0, m, targets, r0, work, wc, layers, net, dscale,
+                     tail, PATH_OWN)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -220,9 +209,9 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
     s0, n_in0 = layers[0].stride, layers[0].n_in
     boff0, aoff0 = layers[0].boff, layers[0].aoff
     blocks = -(-s0 // WIDE)
-    tail = n_layers  # spread: the layers from `tail` on go by rows
-    if spread is not None:
-        while layers[tail - 1].path != PATH_BLAS:
+    tail = n_layers  # spread: the layers from `tail` on go by rows (after the last BLAS
+    if spread is not None:  # layer: plan_threads picks this loop only where there is one)
+        while tail > 2 and layers[tail - 1].path != PATH_BLAS:
             tail -= 1
     part_loss = np.zeros(shards, np.float32)
     part_hits = np.zeros(shards, np.int64)
