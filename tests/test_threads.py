@@ -263,3 +263,33 @@ def test_train_steps_leaves_the_callers_thread_count_as_it_was():
         assert numba.get_num_threads() == 2
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def test_profile_phases_times_every_phase_and_both_loops(mnist, tmp_path):
+    """scripts/profile_phases.py (the lane split phase by phase, README's On 16 cores) runs
+    on the kernels as they are now: every phase timed, the loop in both variants, and one
+    clear line for a network the lane split never runs."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "profile_phases.py"
+    out = tmp_path / "phases.json"
+    done = subprocess.run([sys.executable, str(script), "--hidden", "256,256", "--threads", "2",
+                           "--rows", "384", "--reps", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(out.read_text())
+    phases = row["phases_ms"]
+    assert {"first forward", "layer 1 forward (sgemm)", "layer 1 backward (sgemm)",
+            "first backward", "update", "loss head (1 thread)"} <= set(phases)  # fmt: skip
+    assert all(ms > 0 for ms in phases.values())
+    assert set(row["loop_ms"]) == {"spread", "serial"} and min(row["loop_ms"].values()) > 0
+    none = subprocess.run([sys.executable, str(script), "--hidden", "64,48", "--threads", "2"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ))  # fmt: skip
+    assert none.returncode == 1
+    assert none.stderr.strip().splitlines() == [
+        "784-64-48-10 has no layer on BLAS: the lane split (train_loop_split_lanes) never runs it"
+    ]
