@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from kernels.numba.memory import vload, vstore
+from kernels.numba.simd import LANES
 
 HAVE_BLAS = importlib.util.find_spec("scipy") is not None
 
@@ -75,3 +79,16 @@ def sgemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, a0, lda, b, b0, ldb, b
 
     return types.none(trans_a, trans_b, m, n, k, alpha, a, a0, lda, b, b0, ldb, beta, c, c0,
                       ldc), codegen  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def bias_sgemm(out, o0, arow, n, inp, i0, n_in, wt, w0, ldw, bias, b0, width):
+    """out[b, :width] = bias[b0:b0+width] + inp[b, :n_in] wt for n rows (row b of out at
+    o0 + b * arow, of inp at i0 + b * arow; wt's rows ldw apart from w0; width a multiple
+    of 16): the bias, then one sgemm (row-major out = inp wt is column-major out^T =
+    wt^T inp^T). A BLAS layer's forward, or a slice of its lanes."""
+    for b in range(n):
+        for q in range(0, width, LANES):
+            vstore(out, b * arow + o0 + q, vload(bias, b0 + q))
+    sgemm(False, False, width, n, n_in, np.float32(1.0), wt, w0, ldw, inp, i0, arow,
+          np.float32(1.0), out, o0, arow)  # fmt: skip

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.numba.blas import HAVE_BLAS, sgemm
+from kernels.numba.blas import HAVE_BLAS, bias_sgemm, sgemm
 from kernels.numba.codes import PATH_BLAS, PATH_OWN
 from kernels.numba.memory import at, prefetch_flat, vload, vstore
 from kernels.numba.simd import LANES, fma, vadd, vmul, vsplat, vzero
@@ -217,10 +217,7 @@ def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s, path):
     for four rows.
     """
     if path == PATH_BLAS:
-        for b in range(n):
-            for q in range(0, s, LANES):
-                vstore(out, b * arow + o0 + q, vload(bias, b0 + q))
-        sgemm(False, False, s, n, n_in, ONE, wt, w0, s, inp, i0, arow, ONE, out, o0, arow)
+        bias_sgemm(out, o0, arow, n, inp, i0, n_in, wt, w0, s, bias, b0, s)
         return
     b = 0
     while b + 4 <= n:

@@ -54,10 +54,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.numba.blas import sgemm
+from kernels.numba.blas import bias_sgemm
 from kernels.numba.codes import PATH_BLAS
 from kernels.numba.heads import activation_backward, loss_head
-from kernels.numba.memory import vload, vstore
 from kernels.numba.net import (
     ONE,
     WIDE,
@@ -93,18 +92,6 @@ def first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb):
 
 
 @njit(cache=True, inline="always")
-def blas_forward(out, o0, inp, i0, arow, m, layer, work):
-    """out = bias + inp wt of a layer after the first for m rows: one sgemm (as dense_forward's
-    PATH_BLAS, here whatever the layer's path: module doc)."""
-    s = layer.stride
-    for b in range(m):
-        for q in range(0, s, LANES):
-            vstore(out, b * arow + o0 + q, vload(work, layer.boff + q))
-    sgemm(False, False, s, m, layer.n_in, ONE, work, layer.woff, s, inp, i0, arow, ONE, out, o0,
-          arow)  # fmt: skip
-
-
-@njit(cache=True, inline="always")
 def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, layers, net,
               dscale):  # fmt: skip
     """Rows b0..b1-1 of the batch at r0 forward through every layer, through the loss head
@@ -121,8 +108,8 @@ def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, laye
     o = b0 * arow
     for k in range(1, layers.shape[0]):  # (the first layer: first_lanes, before)
         layer = layers[k]
-        at = layer.aoff + o
-        blas_forward(pre, at, post, layers[k - 1].aoff + o, arow, m, layer, work)
+        bias_sgemm(pre, layer.aoff + o, arow, m, post, layers[k - 1].aoff + o, layer.n_in, work,
+                   layer.woff, layer.stride, work, layer.boff, layer.stride)  # fmt: skip
         activate(post, pre, o, m, layers, net, k, 0, layer.stride)
     return rows_back(pre, post, delta, lse, b0, m, targets, r0, work, wc, layers, net, dscale,
                      1, PATH_BLAS)  # fmt: skip

@@ -38,10 +38,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.numba.blas import sgemm
+from kernels.numba.blas import bias_sgemm, sgemm
 from kernels.numba.codes import PATH_BLAS, PATH_OWN
 from kernels.numba.heads import activation_backward
-from kernels.numba.memory import at, vload, vstore
+from kernels.numba.memory import at
 from kernels.numba.net import (
     ONE,
     WIDE,
@@ -62,7 +62,6 @@ from kernels.numba.passes import (
     refresh,
     transpose_first,
 )
-from kernels.numba.simd import LANES
 from kernels.numba.split import rows_back, slice_of
 from kernels.numba.train import lane_cut, loop_start
 
@@ -73,12 +72,9 @@ def forward_lanes(pre, post, n, work, layers, net, k, q0, q1):
     of wt) and, below the last layer, of its activations."""
     if q1 <= q0:
         return
-    layer, arow = layers[k], net.arow
-    for b in range(n):
-        for q in range(q0, q1, LANES):
-            vstore(pre, b * arow + layer.aoff + q, vload(work, layer.boff + q))
-    sgemm(False, False, q1 - q0, n, layer.n_in, ONE, work, layer.woff + q0, layer.stride,
-          post, layers[k - 1].aoff, arow, ONE, pre, layer.aoff + q0, arow)  # fmt: skip
+    layer = layers[k]
+    bias_sgemm(pre, layer.aoff + q0, net.arow, n, post, layers[k - 1].aoff, layer.n_in, work,
+               layer.woff + q0, layer.stride, work, layer.boff + q0, q1 - q0)  # fmt: skip
     activate(post, pre, 0, n, layers, net, k, q0, q1)
 
 

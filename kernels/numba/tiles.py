@@ -12,9 +12,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from kernels.numba.blas import sgemm
+from kernels.numba.blas import bias_sgemm
 from kernels.numba.memory import at, compress_bytes64, compress_nonzero, vload, vstore
-from kernels.numba.net import ONE, WIDE, sparse_forward
+from kernels.numba.net import WIDE, sparse_forward
 from kernels.numba.simd import LANES, fma, vsplat
 
 # Input columns per tile of sparse_forward_tiles (the last tile takes the rest: MNIST's 784
@@ -118,10 +118,7 @@ def sparse_hidden(pre, o0, arow, n, cols, vals, starts, tiles, rowmap, post, act
     nt = n_tiles(n_in)
     gather_hidden(cols, vals, starts, tiles, nt, act, n, a0, n_in)
     if 8 * starts[n] > 7 * n * n_in:
-        for b in range(n):
-            for q in range(0, s, LANES):
-                vstore(pre, b * arow + o0 + q, vload(wt, b0 + q))
-        sgemm(False, False, s, n, n_in, ONE, wt, w0, s, post, a0, arow, ONE, pre, o0, arow)
+        bias_sgemm(pre, o0, arow, n, post, a0, n_in, wt, w0, s, wt, b0, s)
         return
     wide = s - s % WIDE
     base = w0 - a0 * s  # column numbers start at a0
