@@ -146,8 +146,8 @@ BUGS = [
         "tests/referee.py",
         (("if require_torch() and TORCH_SKIP", "if False and TORCH_SKIP"),),
         ("tests/test_ci_referee.py",)),
-    Bug("spread lane split loses each thread's last input column (transpose_columns)",
-        "kernels/numba/split_lanes.py",
+    Bug("spread lane split loses each thread's last input column (transpose_rows)",
+        "kernels/numba/work.py",
         (("            if c0 <= c < c1:\n", "            if c0 <= c < c1 - 1:\n"),),
         ("tests/test_threads.py",)),
 ]  # fmt: skip

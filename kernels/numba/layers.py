@@ -92,8 +92,8 @@ def dense_backward(dinp, dweight, dbias, dout, inp, weight):
         entries = len(vals)
         t_starts = np.zeros(n_in + 2, np.int64)
         t_rows, t_vals = np.zeros(entries, np.int64), np.zeros(entries, np.float32)
-        net.transpose_rows(t_starts, t_rows, t_vals, n_rows, cols, vals, starts, rowmap, 0,
-                           f32(1.0))  # fmt: skip
+        work.transpose_rows(t_starts, t_rows, t_vals, n_rows, cols, vals, starts, rowmap, 0,
+                            f32(1.0), 0, n_in)  # fmt: skip
         net.sparse_backward(grad, 0, delta, o0, arow, n_rows, cols, vals, starts, rowmap, 0,
                             f32(1.0), s, 0, s, t_starts, t_rows, t_vals)  # fmt: skip
     else:

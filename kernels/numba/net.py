@@ -142,27 +142,6 @@ def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bia
 
 
 @njit(cache=True)
-def transpose_rows(t_starts, t_rows, t_vals, n, cols, vals, starts, rowmap, r0, alpha):
-    """The batch's entries by input column (CSC): column i's at t_starts[i]:t_starts[i+1],
-    t_rows = batch rows (ascending), t_vals = value * alpha. t_starts has fan_in + 2 entries."""
-    t_starts[:] = 0
-    for b in range(n):
-        r = rowmap[r0 + b]
-        for k in range(starts[r], starts[r + 1]):
-            t_starts[at(cols, k) + 2] += 1
-    for i in range(2, t_starts.shape[0]):
-        t_starts[i] += t_starts[i - 1]
-    for b in range(n):  # t_starts[i + 1] is the cursor of column i while filling
-        r = rowmap[r0 + b]
-        for k in range(starts[r], starts[r + 1]):
-            c = at(cols, k) + 1
-            e = t_starts[c]
-            t_rows[e] = b
-            t_vals[e] = at(vals, k) * alpha
-            t_starts[c] = e + 1
-
-
-@njit(cache=True)
 def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alpha, s, qa, qb,
                     t_starts, t_rows, t_vals):  # fmt: skip
     """First layer, lanes qa..qb-1 (multiples of 16): gwt[cols[k]] += vals[k] * alpha * d[b]
@@ -170,7 +149,7 @@ def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alp
 
     With gwt the weights themselves and alpha = -lr this is plain SGD, applied in place.
     Full WIDE blocks go by input column, from the batch transposed into t_* (with alpha)
-    by transpose_rows beforehand: WIDE lanes of a weight row stay in registers while every
+    by work.transpose_rows beforehand: WIDE lanes of a weight row stay in registers while every
     row of the batch that has that input adds to them (in row order), so a weight is read
     and written once per batch, not once per row. The last (qb - qa) % WIDE lanes go row
     by row, 16 at a time.

@@ -35,10 +35,9 @@ from kernels.numba.net import (
     dense_forward,
     sparse_backward,
     sparse_forward,
-    transpose_rows,
 )
 from kernels.numba.simd import LANES
-from kernels.numba.work import refresh_copies
+from kernels.numba.work import refresh_copies, transpose_rows
 
 f32 = np.float32
 # parallel=True would also turn every np.zeros of a function into a parallel loop, each one
@@ -130,7 +129,8 @@ def net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, layers,
 def transpose_first(scratch, n, inputs, r0, alpha):
     """The batch's first-layer inputs by column, times alpha, into scratch (sparse_backward)."""
     transpose_rows(scratch[4], scratch[5], scratch[6], n, inputs.cols, inputs.vals,
-                   inputs.starts, inputs.rowmap, r0, alpha)  # fmt: skip
+                   inputs.starts, inputs.rowmap, r0, alpha, np.int64(0),
+                   scratch[4].shape[0] - 2)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

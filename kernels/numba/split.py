@@ -66,12 +66,12 @@ from kernels.numba.net import (
     dense_dweight,
     sparse_backward,
     sparse_forward,
-    transpose_rows,
 )
 from kernels.numba.optim import update, update_rows
 from kernels.numba.passes import PRANGE_ONLY, activate, batch_scales
 from kernels.numba.simd import LANES
 from kernels.numba.train import lane_cut, loop_start
+from kernels.numba.work import transpose_rows
 
 
 @njit(cache=True, inline="always")
@@ -146,7 +146,7 @@ def transpose_part(parts, t, n, inputs, r0, alpha):
     (transpose_rows): each thread its own rows, no serial transposition between loops."""
     t_starts, t_rows, t_vals = parts
     transpose_rows(t_starts[t], t_rows[t], t_vals[t], n, inputs.cols, inputs.vals, inputs.starts,
-                   inputs.rowmap, r0, alpha)  # fmt: skip
+                   inputs.rowmap, r0, alpha, np.int64(0), t_starts.shape[1] - 2)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

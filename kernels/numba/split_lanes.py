@@ -41,7 +41,6 @@ from numba import njit, prange
 from kernels.numba.blas import bias_sgemm, sgemm
 from kernels.numba.codes import PATH_BLAS, PATH_OWN
 from kernels.numba.heads import activation_backward
-from kernels.numba.memory import at
 from kernels.numba.net import (
     ONE,
     WIDE,
@@ -64,6 +63,7 @@ from kernels.numba.passes import (
 )
 from kernels.numba.split import rows_back, slice_of
 from kernels.numba.train import lane_cut, loop_start
+from kernels.numba.work import transpose_rows
 
 
 @njit(cache=True)
@@ -99,47 +99,6 @@ def backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0, 
             for j in range(j0 + real, j1):
                 delta[b * arow + below.aoff + j] = ZERO
         activation_backward(delta, pre, post, below.aoff + j0, arow, n, real, j1 - j0, net.act)
-
-
-@njit(cache=True, inline="always")
-def transpose_columns(t_starts, t_rows, t_vals, n, inputs, r0, alpha, c0, c1):
-    """transpose_rows (the batch's entries by input column, values times alpha) for input
-    columns c0..c1-1 only, in the places transpose_rows puts them: threads split the
-    columns, each reading every entry and writing its own columns'. One thread transposing
-    the whole batch held the others 0.21 ms a batch on 16 cores (784-1024-1024-10)."""
-    cols, vals, starts, rowmap = inputs.cols, inputs.vals, inputs.starts, inputs.rowmap
-    for c in range(c0, c1):
-        t_starts[c] = 0
-    base = 0  # entries of the columns below c0: where column c0 starts
-    for b in range(n):
-        r = rowmap[r0 + b]
-        for k in range(starts[r], starts[r + 1]):
-            c = at(cols, k)
-            if c < c0:
-                base += 1
-            elif c < c1:
-                t_starts[c] += 1
-    end = base
-    for c in range(c0, c1):  # counts to starts (each the column's cursor while filling)
-        count = t_starts[c]
-        t_starts[c] = end
-        end += count
-    for b in range(n):
-        r = rowmap[r0 + b]
-        for k in range(starts[r], starts[r + 1]):
-            c = at(cols, k)
-            if c0 <= c < c1:
-                e = t_starts[c]
-                t_rows[e] = b
-                t_vals[e] = at(vals, k) * alpha
-                t_starts[c] = e + 1
-    for c in range(c1 - 1, c0, -1):  # a cursor ends where the next column starts
-        t_starts[c] = t_starts[c - 1]
-    if c1 > c0:
-        t_starts[c0] = base
-    if c1 == t_starts.shape[0] - 2:  # the last columns: the end, twice (as transpose_rows)
-        t_starts[c1] = end
-        t_starts[c1 + 1] = end
 
 
 @njit(cache=True, inline="always")
@@ -223,8 +182,9 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
             first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
             activate(post, pre, 0, n, layers, net, 0, qa, qb)
             if spread is not None:  # the inputs by column, for the first layer's gradient
-                transpose_columns(scratch[4], scratch[5], scratch[6], n, inputs, r0, alpha,
-                                  n_in0 * th // shards, n_in0 * (th + 1) // shards)  # fmt: skip
+                transpose_rows(scratch[4], scratch[5], scratch[6], n, inputs.cols, inputs.vals,
+                               inputs.starts, inputs.rowmap, r0, alpha, n_in0 * th // shards,
+                               n_in0 * (th + 1) // shards)  # fmt: skip
         for k in range(1, tail):
             layer = layers[k]
             s = layer.stride  # (a record cannot go into a prange body in Numba 0.68)

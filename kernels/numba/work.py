@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from kernels.numba.codes import PATH_OWN
-from kernels.numba.memory import compress_nonzero
+from kernels.numba.memory import at, compress_nonzero
 from kernels.numba.simd import LANES
 
 f32 = np.float32
@@ -179,3 +179,45 @@ def gather_rows(cols, vals, starts, X, r0, n, scale):
         k = compress_row(cols, vals, k, X, r0 + b, full, scale)
     for b in range(n, starts.shape[0]):  # rows past n empty (sparse_forward looks ahead)
         starts[b] = k
+
+
+@njit(cache=True)
+def transpose_rows(t_starts, t_rows, t_vals, n, cols, vals, starts, rowmap, r0, alpha, c0, c1):
+    """The entries of the batch's n rows (batch row b is CSR row rowmap[r0 + b]) that fall
+    in input columns c0..c1-1, by column (CSC): column i's at t_starts[i]:t_starts[i+1],
+    t_rows = batch rows (ascending), t_vals = value * alpha; t_starts has fan_in + 2
+    entries, the last two the total. Columns 0..fan_in do the whole batch; threads that
+    split the columns each read every entry and write only their own columns', in the
+    places the whole batch puts them (train_loop_split_lanes' spread variant)."""
+    for c in range(c0, c1):
+        t_starts[c] = 0
+    base = 0  # entries of the columns below c0: where column c0 starts
+    for b in range(n):
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            c = at(cols, k)
+            if c < c0:
+                base += 1
+            elif c < c1:
+                t_starts[c] += 1
+    end = base
+    for c in range(c0, c1):  # counts to starts (each the column's cursor while filling)
+        count = t_starts[c]
+        t_starts[c] = end
+        end += count
+    for b in range(n):
+        r = rowmap[r0 + b]
+        for k in range(starts[r], starts[r + 1]):
+            c = at(cols, k)
+            if c0 <= c < c1:
+                e = t_starts[c]
+                t_rows[e] = b
+                t_vals[e] = at(vals, k) * alpha
+                t_starts[c] = e + 1
+    for c in range(c1 - 1, c0, -1):  # a cursor ends where the next column starts
+        t_starts[c] = t_starts[c - 1]
+    if c1 > c0:
+        t_starts[c0] = base
+    if c1 == t_starts.shape[0] - 2:  # the last columns: the end, twice
+        t_starts[c1] = end
+        t_starts[c1 + 1] = end
