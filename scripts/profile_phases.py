@@ -41,6 +41,7 @@ from kernels.numba.passes import (  # noqa: E402
     refresh,
     transpose_first,
 )
+from kernels.numba.plan import lane_split_flags  # noqa: E402
 from kernels.numba.split import slice_of  # noqa: E402
 from kernels.numba.split_lanes import backward_lanes, forward_lanes  # noqa: E402
 from kernels.numba.train import lane_cut, loop_start  # noqa: E402
@@ -140,14 +141,6 @@ def empty_phase(out, shards):  # what one parallel call costs with nothing in it
         out[t] += 1
 
 
-def spread_flags(threads):
-    """(spread, serial) as train_steps passes them to the loop."""
-    from kernels.numba import plan
-
-    spread = True if threads >= plan.SPREAD_MIN_THREADS else None
-    return spread, None if spread else True
-
-
 def setup(hidden, batch, rows, seed=0):
     """The arguments train_steps would hand the loop, for the first `rows` rows of MNIST."""
     from fastmlp import MLP
@@ -191,8 +184,6 @@ def profile(hidden, batch, rows, threads, fine, reps):
         state = OptState(None, None, None)
         n_rows, n_classes, grad, scratch, in_place, w_first, lo = loop_start(
             work, optim, layers, net, inputs, targets, batch)  # fmt: skip
-        if not in_place:
-            w_first = grad
         pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
         s0 = int(layers[0]["stride"])
         pw = work.shape[0]
@@ -260,7 +251,7 @@ def profile(hidden, batch, rows, threads, fine, reps):
     return {"phases_ms": {k: round(v, 4) for k, v in best.items()},
             "sum_ms": round(sum(best.values()), 4), "empty_parallel_call_ms": round(empty, 4),
             "loop_ms": {name: round(ms, 4) for name, ms in loops.items()},
-            "loop_spreads": spread_flags(shards)[0] is not None}  # fmt: skip
+            "loop_spreads": lane_split_flags(shards)[0] is not None}  # fmt: skip
 
 
 def main() -> None:

@@ -343,8 +343,7 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
         if loop == "split_rows":
             train_loop_split(*args, threads)
         elif loop == "split_lanes":
-            spread = True if threads >= plan.SPREAD_MIN_THREADS else None
-            train_loop_split_lanes(*args, threads, spread, None if spread else True)
+            train_loop_split_lanes(*args, threads, *plan.lane_split_flags(threads))
         elif loop == "lanes":
             train_loop_lanes(*args, threads)
         elif loop == "rows":

@@ -42,6 +42,13 @@ ROW_SPLIT_MIN_ROWS = 64
 SPREAD_MIN_THREADS = 3
 
 
+def lane_split_flags(threads: int) -> tuple[bool | None, bool | None]:
+    """(spread, serial) for train_loop_split_lanes on ``threads`` threads: one True, the
+    other None (a None argument's branches are not compiled)."""
+    spread = True if threads >= SPREAD_MIN_THREADS else None
+    return spread, None if spread else True
+
+
 def plan_threads(g, net: Net, inputs, rows: int, threads: int) -> tuple[str, int]:
     """(loop, threads it runs on) for batches of ``rows`` rows and at most ``threads`` threads.
 
