@@ -119,6 +119,20 @@ def test_thread_plan_depends_on_the_shape_only(sizes, rows, threads, expected):
     assert plans == {expected}
 
 
+def fresh_steps(net, inputs, targets, name, batches, threads, weights, init_seed, order_seed):
+    """(losses, hits, params, optimizer state) of `batches` batches of 50 rows from freshly
+    initialised parameters, rows in a seeded order (the numba backend's train_steps)."""
+    params = np.empty(net.n_params, np.float32)
+    kernels.backend("numpy").init_params(params, net, "he_uniform", init_seed)
+    state = optimizer_state(net, name)
+    order = np.random.default_rng(order_seed).permutation(len(inputs))
+    lrs = np.full(batches, 0.003 if name == "adam" else 0.1, np.float32)
+    losses, hits = kernels.backend("numba").train_steps(
+        params, state, net, inputs, targets, order, 50, lrs, Optimizer(name), 0, threads,
+        sample_weight=weights)  # fmt: skip
+    return losses, hits, params, state
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
     """train_loop_split_lanes (BLAS layers, every layer split by lanes: 25 rows a thread)
@@ -142,13 +156,7 @@ def test_split_loop_weighs_samples_as_one_thread(monkeypatch, name):
         "split_lanes")  # fmt: skip
 
     def run(threads):
-        params = np.empty(net.n_params, np.float32)
-        kernels.backend("numpy").init_params(params, net, "he_uniform", 1)
-        state = optimizer_state(net, name)
-        order = np.random.default_rng(9).permutation(len(X))
-        lrs = np.full(4, 0.003 if name == "adam" else 0.1, np.float32)
-        losses, hits = nb.train_steps(params, state, net, inputs, y, order, 50, lrs,
-                                      Optimizer(name), 0, threads, sample_weight=weights)  # fmt: skip
+        losses, hits, params, _ = fresh_steps(net, inputs, y, name, 4, threads, weights, 1, 9)
         return [losses, hits, params]
 
     try:
@@ -204,13 +212,8 @@ def test_lane_split_spread_gives_the_serial_loops_floats(monkeypatch, sizes, out
 
     def run(spread_from):
         monkeypatch.setattr(plan, "SPREAD_MIN_THREADS", spread_from)
-        params = np.empty(net.n_params, np.float32)
-        kernels.backend("numpy").init_params(params, net, "he_uniform", 3)
-        state = optimizer_state(net, name)
-        order = np.random.default_rng(13).permutation(len(X))
-        lrs = np.full(5, 0.003 if name == "adam" else 0.1, np.float32)
-        losses, hits = nb.train_steps(params, state, net, inputs, targets, order, 50, lrs,
-                                      Optimizer(name), 0, 2, sample_weight=weights)  # fmt: skip
+        losses, hits, params, state = fresh_steps(net, inputs, targets, name, 5, 2, weights, 3,
+                                                  13)  # fmt: skip
         return losses, [hits, params, *state.values()]
 
     try:
