@@ -52,9 +52,9 @@ class Distorter:
         The training images.
     kind : str
         One of :data:`kernels.augment_reference.KINDS`.
-    batch_size, chunks_per_epoch : int
-        The trainer's chunking: a chunk is ``ceil(ceil(N / batch_size) / chunks_per_epoch)``
-        batches, the last one of an epoch possibly shorter.
+    chunk_rows : int
+        The trainer's chunk: the rows of a kernel call (whole batches), the last one of an
+        epoch possibly fewer.
     backend : str
         ``"numba"`` uses the compiled kernels; the others the NumPy reference.
     threads : int
@@ -65,9 +65,8 @@ class Distorter:
         self,
         inputs: np.ndarray,
         kind: str,
-        batch_size: int,
+        chunk_rows: int,
         backend: str,
-        chunks_per_epoch: int = 20,
         threads: int = 1,
     ) -> None:
         n_features = inputs.shape[1] if inputs.ndim == 2 else 0
@@ -97,7 +96,7 @@ class Distorter:
         self.inputs, self.side = inputs, side
         self.kind = augment_reference.kind_code(kind)
         self.params = augment_reference.augment_params(kind, side)
-        self.chunk = math.ceil(math.ceil(len(inputs) / batch_size) / chunks_per_epoch) * batch_size
+        self.chunk = chunk_rows
         self.buffers = [_Buffer(self.chunk, n_features, self.sparse) for _ in range(2)]
         # rows, seed, epoch, the pieces left, the background job
         self.pending: tuple[np.ndarray, int, int, _Pieces, Future] | None = None

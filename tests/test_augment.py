@@ -166,7 +166,7 @@ def test_two_threads_sharing_a_chunk_give_the_reference_bytes(kind):
     from fastmlp.augmenting import Distorter
 
     X = mnist_like(90, seed=4)
-    distort = Distorter(X, kind, batch_size=4, backend="numba", chunks_per_epoch=3, threads=2)
+    distort = Distorter(X, kind, chunk_rows=32, backend="numba", threads=2)
     params = augment_params(kind, 28)
     orders = [np.random.default_rng(epoch).permutation(len(X)) for epoch in (1, 2)]
     for epoch, order in zip((1, 2), orders, strict=True):

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fastmlp import MLP
+from fastmlp import MLP, training
 from fastmlp.schedules import learning_rates
 from fastmlp.training import EarlyStopping, TrainingOptions
 from tests.kernel_helpers import available_backends
@@ -161,6 +161,7 @@ def test_bad_options_say_what_is_wrong(options, message):
 
 
 def test_ctrl_c_keeps_the_last_completed_epoch(monkeypatch):
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 1)  # a call per batch
     X, y = blobs(n=64)
     model = MLP([2, 4, 3], backend="numpy")
     reference = MLP([2, 4, 3], backend="numpy")
@@ -288,6 +289,7 @@ def test_divergence_from_weight_decay_blames_the_weight_decay(backend):
 
 
 def test_warm_up_and_epochs_share_one_call_of_train_steps(monkeypatch):
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 1)  # a call per batch
     X, y = blobs(n=64)
     model = MLP([2, 4, 3], backend="numpy")
     calls = []
@@ -304,7 +306,59 @@ def test_warm_up_and_epochs_share_one_call_of_train_steps(monkeypatch):
     assert calls[0].tolist() == [0.0] and all((c == np.float32(0.1)).all() for c in calls[1:])
 
 
+def test_an_epoch_is_cut_into_calls_of_at_least_min_chunk_rows(monkeypatch):
+    """At most CHUNKS_PER_EPOCH calls an epoch, each of MIN_CHUNK_ROWS rows or more (whole
+    batches): 100 batches of 10 rows in calls of 30, 30, 30 and 10 batches."""
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 300)
+    X, y = blobs(n=1000)
+    model = MLP([2, 4, 3], backend="numpy")
+    calls = []
+    real_steps = model.kernels.train_steps
+
+    def counting(*args):
+        calls.append(len(args[7]))  # the chunk's batches (one rate each)
+        return real_steps(*args)
+
+    monkeypatch.setattr(model.kernels, "train_steps", counting)
+    model.fit(X, y, epochs=2, batch_size=10, progress=False)
+    assert calls == [1] + [30, 30, 30, 10] * 2  # the warm-up step, then two epochs
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 10)  # CHUNKS_PER_EPOCH decides
+    calls.clear()
+    model.fit(X, y, epochs=1, batch_size=10, progress=False)
+    assert calls == [1] + [5] * training.CHUNKS_PER_EPOCH
+
+
+CHUNKED = [  # (sizes, batch size, optimizer, threads): each of numba's loops, state carried
+    ([2, 8, 3], 10, "adam", 1),
+    ([20, 128, 64, 3], 128, "momentum", 2),  # BLAS layers, two-loop split on 2 threads
+    ([20, 128, 64, 3], 32, "sgd", 2),  # the lane split
+    ([20, 256, 3], 128, "adam", 2),  # wide first layer split by lanes
+]
+
+
+@pytest.mark.parametrize(("sizes", "batch", "optimizer", "threads"), CHUNKED)
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_the_chunking_does_not_change_the_floats(monkeypatch, backend, sizes, batch, optimizer,
+                                                 threads):  # fmt: skip
+    """A call per batch and one call per epoch train the same parameters, bit for bit:
+    nothing a loop carries from batch to batch is lost between calls."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(700, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 700)
+    runs = []
+    for min_rows in (1, 10**6):
+        monkeypatch.setattr(training, "MIN_CHUNK_ROWS", min_rows)
+        monkeypatch.setattr(training, "CHUNKS_PER_EPOCH", 10**6 if min_rows == 1 else 1)
+        model = MLP(sizes, backend=backend, seed=2)
+        history = model.fit(X, y, epochs=2, batch_size=batch, lr=0.01, optimizer=optimizer,
+                            threads=threads, progress=False)  # fmt: skip
+        runs.append((model.params.copy(), history["loss"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-6)
+
+
 def test_ctrl_c_in_the_first_epoch_keeps_the_untrained_model(monkeypatch):
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 1)  # a call per batch
     X, y = blobs(n=64)
     model = MLP([2, 4, 3], backend="numpy")
     before = model.params.copy()
