@@ -296,3 +296,59 @@ def test_profile_phases_times_every_phase_and_both_loops(mnist, tmp_path):
     assert none.stderr.strip().splitlines() == [
         "784-64-48-10 has no layer on BLAS: the lane split (train_loop_split_lanes) never runs it"
     ]
+
+
+def test_threads_meeting_in_compiled_code_wait_for_the_last_and_see_its_writes():
+    """kernels.numba.barrier.meet, as the two-loop split's threads use it: nobody leaves a
+    meeting before the last thread has arrived, everything written before arriving is seen
+    after it, and a thread kept waiting long past its spins (here 50 ms: it gives its core
+    away at every round then) still leaves once the other arrives."""
+    import threading
+    import time
+
+    from numba import njit
+
+    from kernels.numba.barrier import meet
+
+    @njit(nogil=True)
+    def rounds(th, sync, board, seen, n):
+        met = 0
+        for j in range(n):
+            board[th] = j * 10 + th  # written before arriving...
+            met += 2
+            meet(sync, met)
+            seen[th, j] = board[1 - th]  # ...read by the other thread after leaving
+            met += 2
+            meet(sync, met)  # (nobody overwrites board before both have read it)
+
+    n = 2000
+    sync, board = np.zeros(8, np.int64), np.zeros(2, np.int64)
+    seen = np.full((2, n), -1, np.int64)
+    rounds(0, np.zeros(8, np.int64), np.zeros(2, np.int64), np.zeros((2, 1), np.int64), 0)
+    other = threading.Thread(target=rounds, args=(1, sync, board, seen, n))
+    other.start()
+    rounds(0, sync, board, seen, n)
+    other.join()
+    steps = np.arange(n) * 10
+    np.testing.assert_array_equal(seen[0], steps + 1)
+    np.testing.assert_array_equal(seen[1], steps)
+
+    @njit(nogil=True)
+    def arrive(sync, target):
+        meet(sync, target)
+
+    sync = np.zeros(8, np.int64)
+    waited = []
+
+    def early():
+        started = time.perf_counter()
+        arrive(sync, 2)
+        waited.append(time.perf_counter() - started)
+
+    other = threading.Thread(target=early)
+    other.start()
+    time.sleep(0.05)
+    arrive(sync, 2)
+    other.join(timeout=10)
+    assert not other.is_alive() and waited[0] >= 0.04
+    assert sync[0] == 2

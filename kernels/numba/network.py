@@ -55,7 +55,7 @@ from kernels.numba.inputs import (  # noqa: F401  (SparseInputs, prepare_inputs:
     prepare_inputs,
 )
 from kernels.numba.simd import LANES
-from kernels.numba.split import train_loop_split
+from kernels.numba.split import split_start, train_loop_split
 from kernels.numba.split_lanes import train_loop_split_lanes
 from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
 
@@ -266,6 +266,19 @@ def _threads(threads):
     return min(int(threads), numba.config.NUMBA_NUM_THREADS)
 
 
+def _split_rows(args, threads):
+    """train_loop_split on ``threads`` threads: this one and the forward pool's, each running
+    the loop without the GIL (they meet inside it; see kernels.numba.barrier)."""
+    shared = split_start(*args, threads)
+    sync = np.zeros(8, np.int64)
+    pool = _forward_pool(os.getpid())
+    jobs = [pool.submit(train_loop_split, t, sync, *args, threads, *shared)
+            for t in range(1, threads)]  # fmt: skip
+    train_loop_split(0, sync, *args, threads, *shared)
+    for job in jobs:
+        job.result()
+
+
 def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
                 optimizer: Optimizer, step0, threads=1, sample_weight=None):  # fmt: skip
     """ceil(len(order) / batch_size) optimizer steps, batch j being X[order[j*bs:(j+1)*bs]].
@@ -337,11 +350,11 @@ def train_steps(params, opt_state, net: Net, X, targets, order, batch_size, lrs,
     threads_before = numba.get_num_threads()
     if threads > 1:
         numba.set_num_threads(threads)
-    # BLAS on one thread inside Numba's threads (train_loop_split); all of them for train_loop
+    # BLAS on one thread inside our threads (the split loops); all of them for train_loop
     blas = _blas_limit(1 if threads > 1 else threads_asked)
     with blas if g.uses_blas else contextlib.nullcontext(), _num_threads_restored(threads_before):
         if loop == "split_rows":
-            train_loop_split(*args, threads)
+            _split_rows(args, threads)
         elif loop == "split_lanes":
             train_loop_split_lanes(*args, threads, *plan.lane_split_flags(threads))
         elif loop == "lanes":

@@ -22,12 +22,12 @@ LANES_MIN_BATCH = 16
 ROWS_PER_THREAD = 32
 # Fewest lanes of its widest layer a thread gets in either split loop (one WIDE block).
 SPLIT_LANES_PER_THREAD = 64
-# Most threads of a "split_rows" plan (kernels.numba.split.train_loop_split: two parallel
-# loops a batch, the forward pass split by rows); above, train_loop_split_lanes (every
+# Most threads of a "split_rows" plan (kernels.numba.split.train_loop_split: two passes
+# a batch, the forward pass split by rows); above, train_loop_split_lanes (every
 # layer split by lanes, as measured on 16 cores: an sgemm on the few rows each of 16
 # threads would get repacks the whole weight matrix per call). Row split measured on 2
-# cores only (its total work equals the lane split's; it has 2 fork/joins a batch
-# instead of 5 for 784-256-256-10, and no serial loss, bias or output-layer passes).
+# cores only (its total work equals the lane split's; it has 2 meetings a batch
+# instead of 5 fork/joins for 784-256-256-10, and no serial loss, bias or output-layer passes).
 ROW_SPLIT_MAX_THREADS = 2
 # Fewest rows a thread gets for that loop. Measured on 2 cores (load ~2, interleaved, s per
 # epoch, lane split vs rows): 256-256 batch 32 0.446 vs 0.485 (rows slower: each thread's

@@ -1,15 +1,16 @@
 """Networks with BLAS layers on 2 threads and batches of 64 rows a thread or more
-(``train_loop_split``, plan "split_rows" in ``plan.plan_threads``): two parallel loops a batch, BLAS on
-one thread inside each slice.
+(``train_loop_split``, plan "split_rows" in ``plan.plan_threads``): each thread runs the
+whole loop on its share, and the threads meet twice a batch; BLAS on one thread inside
+each.
 
 Giving the threads to BLAS (``train_loop`` with BLAS's own threads) leaves everything
 between the sgemm calls on one thread: the sparse first layer, activations, the optimizer
 step. On 16 cores that serial part was ~4.6 s of a 5 s epoch of 784-1024-1024-10 at batch
 128. Running the sparse first layer on Numba's threads between BLAS's calls instead made
 two pools spin against each other (7.0 s against 2.1 s on 2 cores). So here there is one
-pool, Numba's, and each batch is two parallel loops over the threads (a loop is a fork
-and a join: ~5-9 us on 2 cores), where the lane split has five for 784-256-256-10 and
-runs the loss, the bias gradients and the 10-wide layer on one thread:
+set of threads, ours, and each batch is two passes with a meeting after each
+(:func:`kernels.numba.barrier.meet`), where the lane split has five parallel loops for
+784-256-256-10 and runs the loss, the bias gradients and the 10-wide layer on one thread:
 
 * weights of the batch before, then this batch's first layer (:func:`weights_pass`,
   :func:`first_lanes`): thread t owns a slice of every layer's parameters: whole WIDE
@@ -26,23 +27,24 @@ runs the loss, the bias gradients and the 10-wide layer on one thread:
   activation's derivative): none of it needs another row.
 
 Nothing runs on one thread between them: each thread also puts its rows' inputs by column
-(:func:`transpose_part`, for the first layer's weight gradient) in the rows loop, where
+(:func:`transpose_part`, for the first layer's weight gradient) in the rows pass, where
 one thread transposed the whole batch before (69 us a batch of 128, 32 ms an epoch of
-784-wide MNIST, measured alone; the other thread waited). Every float is written by exactly one thread; the rows'
-losses are summed in thread order: a run repeats exactly for a given thread count.
+784-wide MNIST, measured alone; the other thread waited). Every float is written by
+exactly one thread; the rows' losses are summed in thread order: a run repeats exactly
+for a given thread count.
 
-First compile (Numba links a callee's whole compiled module into every caller, which
-optimises and emits it again, and a parallel loop's body is three such callers deep:
-the body and two wrappers): the passes are ``inline="always"``, typed into the loop
-bodies (a separate rows_pass was one more copy of all it calls), and every layer after
-the first runs on sgemm here, whatever its path (the 10-wide output layer too): our own
-kernels for it (dense_forward, the own paths of dense_dinp and dense_dweight) in these
-bodies cost ~3 s of first compile for ~9 us a batch on each thread at 64 rows (own vs
-sgemm, us per call: forward 4.0 vs 6.6, dinp 1.8 vs 6.4, half the weight gradient 2.4 vs
-4.1); no weight copy (``wc``) to refresh then. First ``fit`` of 784-256-256-10 at batch
-128 on 2 threads from an empty cache, CPU s, interleaved: three loops a batch with
-separate passes 15.1-15.3, inlined 11.7-11.9, on sgemm 8.6, two loops 8.6-8.8; main's
-lane split 9.4-10.0.
+The threads are started from Python (``network._split_rows``: this one and the forward
+pool's, each running :func:`train_loop_split` without the GIL) rather than by a Numba
+parallel loop: Numba compiles a ``prange`` body again as a function of its own, with two
+wrappers, each optimising and emitting everything the body inlines. First ``fit`` of
+784-256-256-10 at batch 128 on 2 threads from an empty cache: 10.1 s with the two
+parallel loops, 6.1 s this way (the same floats, checked bit for bit; epochs as fast,
+interleaved A/B on 2 cores). The passes are ``inline="always"``, typed into the loop, and
+every layer after the first runs on sgemm here, whatever its path (the 10-wide output
+layer too): our own kernels for it (dense_forward, the own paths of dense_dinp and
+dense_dweight) cost ~3 s of first compile for ~9 us a batch on each thread at 64 rows
+(own vs sgemm, us per call: forward 4.0 vs 6.6, dinp 1.8 vs 6.4, half the weight
+gradient 2.4 vs 4.1); no weight copy (``wc``) to refresh then.
 
 The caller limits BLAS to one thread (``threadpoolctl``) around the call. Arguments as the
 loops of :mod:`kernels.numba.train`. Up to ``plan.ROW_SPLIT_MAX_THREADS`` threads; above,
@@ -52,8 +54,9 @@ loops of :mod:`kernels.numba.train`. Up to ``plan.ROW_SPLIT_MAX_THREADS`` thread
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from kernels.numba.barrier import meet
 from kernels.numba.blas import bias_sgemm
 from kernels.numba.codes import PATH_BLAS
 from kernels.numba.heads import activation_backward, loss_head
@@ -68,7 +71,7 @@ from kernels.numba.net import (
     sparse_forward,
 )
 from kernels.numba.optim import update, update_rows
-from kernels.numba.passes import PRANGE_ONLY, activate, batch_scales
+from kernels.numba.passes import activate, batch_scales
 from kernels.numba.simd import LANES
 from kernels.numba.train import lane_cut, loop_start
 from kernels.numba.work import transpose_rows
@@ -194,56 +197,67 @@ def weights_pass(work, grad, w_first, alpha, scratch, parts, n, inputs, r0, laye
                optim, lr, step)  # fmt: skip
 
 
-@njit(cache=True, nogil=True, parallel=PRANGE_ONLY)
-def train_loop_split(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers,
-                     net, optim, losses, correct, shards):  # fmt: skip
-    """train_loop on `shards` threads, two parallel loops a batch (module doc), one more
-    at the end for the last batch's weights; BLAS must run on one thread inside them."""
-    n_rows, n_classes, grad, scratch, in_place, w_first, _ = loop_start(
-        work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
-    pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
-    part_loss = np.zeros(shards, np.float32)
-    part_hits = np.zeros(shards, np.int64)
-    s0 = layers[0].stride
-    blocks = -(-s0 // WIDE)
-    n_batches = losses.shape[0]
+@njit(cache=True)
+def split_start(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers, net,
+                optim, losses, correct, shards):  # fmt: skip
+    """What the threads of one call share, made before they start: (gradient buffer, row
+    scratch, in place?, the batch's inputs by column in `shards` parts, each thread's loss
+    and hits of its rows)."""
+    _, _, grad, scratch, in_place, _, _ = loop_start(work, optim, layers, net, inputs, targets,
+                                                     batch_size)  # fmt: skip
     entries = scratch[5].shape[0]  # (loop_start's room for a batch's entries)
     parts = (np.zeros((shards, layers[0].n_in + 2), np.int64),
              np.zeros((shards, entries), np.int64), np.zeros((shards, entries), np.float32))  # fmt: skip
-    # batch j - 1's weights (the step) and batch j's first layer in one loop: each thread
+    return grad, scratch, in_place, parts, np.zeros(shards, np.float32), np.zeros(shards, np.int64)
+
+
+@njit(cache=True, nogil=True)
+def train_loop_split(th, sync, work, wc, state, inputs, targets, totals, batch_size, lrs, step0,
+                     layers, net, optim, losses, correct, shards, grad, scratch, in_place, parts,
+                     part_loss, part_hits):  # fmt: skip
+    """Thread th's part of train_loop on `shards` threads (module doc); every thread runs
+    this at once on what :func:`split_start` made, and they meet (``sync``, zeros) after
+    each of a batch's two passes and after the last batch's weights. BLAS must run on one
+    thread."""
+    n_rows = targets.order.shape[0]
+    n_classes = layers[layers.shape[0] - 1].n_out
+    w_first = work if in_place else grad
+    pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
+    s0 = layers[0].stride
+    qa, qb = lane_cut(s0, -(-s0 // WIDE), th, shards)
+    n_batches = losses.shape[0]
+    met = np.int64(0)
+    # batch j - 1's weights (the step) and batch j's first layer in one pass: each thread
     # reads only the first-layer weights it has just stepped
     n_done, r0_done, lr_done, alpha_done = np.int64(0), np.int64(0), ZERO, ONE  # (not a literal 0)
     for j in range(n_batches + 1):
         r0 = j * batch_size
         n = min(batch_size, n_rows - r0) if j < n_batches else 0
-        for t in prange(shards):
-            # int64(t): the prange index is int64 where Numba types this body in
-            # train_loop_split and uint64 in the parallel function; uint64 lanes compiled
-            # the kernels they reach a second time
-            th = np.int64(t)
-            qa, qb = lane_cut(s0, blocks, th, shards)
-            if j > 0:
-                weights_pass(work, grad, w_first, alpha_done, scratch, parts, n_done, inputs,
-                             r0_done, layers, net, qa, qb, th, shards, state, optim, in_place,
-                             lr_done, step0 + j)  # fmt: skip
-            if n > 0:
-                first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb)
+        if j > 0:
+            weights_pass(work, grad, w_first, alpha_done, scratch, parts, n_done, inputs,
+                         r0_done, layers, net, qa, qb, th, shards, state, optim, in_place,
+                         lr_done, step0 + j)  # fmt: skip
+        if n > 0:
+            first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb)
+        met += shards
+        meet(sync, met)
         if j == n_batches:
             break
         lr = lrs[j]
         alpha = -lr if in_place else ONE
         dscale, lscale = batch_scales(net, n, n_classes, totals, j)
-        for t in prange(shards):
-            th = np.int64(t)
-            b0, b1 = n * th // shards, n * (th + 1) // shards
-            transpose_part(parts, th, b1 - b0, inputs, r0 + b0, alpha)
-            part_loss[t], part_hits[t] = rows_pass(pre, post, delta, lse, b0, b1, inputs, targets,
-                                                   r0, work, wc, layers, net, dscale)  # fmt: skip
-        loss = ZERO
-        hits = 0
-        for t in range(shards):  # in thread order: the same sum run after run
-            loss += part_loss[t]
-            hits += part_hits[t]
-        losses[j] = loss * lscale
-        correct[j] = hits
+        b0, b1 = n * th // shards, n * (th + 1) // shards
+        transpose_part(parts, th, b1 - b0, inputs, r0 + b0, alpha)
+        part_loss[th], part_hits[th] = rows_pass(pre, post, delta, lse, b0, b1, inputs, targets,
+                                                 r0, work, wc, layers, net, dscale)  # fmt: skip
+        met += shards
+        meet(sync, met)
+        if th == 0:  # (the parts are rewritten only after the next meeting, this thread's too)
+            loss = ZERO
+            hits = 0
+            for t in range(shards):  # in thread order: the same sum run after run
+                loss += part_loss[t]
+                hits += part_hits[t]
+            losses[j] = loss * lscale
+            correct[j] = hits
         n_done, r0_done, lr_done, alpha_done = n, r0, lr, alpha
