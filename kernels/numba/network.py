@@ -270,7 +270,7 @@ def _split_rows(args, threads):
     """train_loop_split on ``threads`` threads: this one and the forward pool's, each running
     the loop without the GIL (they meet inside it; see kernels.numba.barrier)."""
     shared = split_start(*args, threads)
-    sync = np.zeros(8, np.int64)
+    sync = np.zeros(64, np.int64)[24:32]  # (in the middle: no other data on its cache lines)
     pool = _forward_pool(os.getpid())
     jobs = [pool.submit(train_loop_split, t, sync, *args, threads, *shared)
             for t in range(1, threads)]  # fmt: skip
