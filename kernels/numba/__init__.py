@@ -12,7 +12,8 @@ One folder, one implementation (``kernels.backend("numba")`` is this package):
 ``passes``   one block of rows forward, through the loss and backward (inlined glue)
 ``optim``    the optimizer step
 ``train``    the training loops: every batch of a train_steps call in one compiled call
-``split``    networks with BLAS layers on 2 threads: two parallel loops a batch
+``split``    networks with BLAS layers on 2 threads: two passes a batch, a thread each
+``barrier``  threads meeting inside compiled code (the split's two passes)
 ``split_lanes`` networks with BLAS layers on more threads: every layer split by lanes
 ``plan``     which loop a train_steps call runs, on how many threads
 ``infer``    outputs for many rows (forward): blocks of rows taken by threads

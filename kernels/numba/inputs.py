@@ -107,7 +107,8 @@ def _inputs(X, net, rows=None):
 
 @functools.cache
 def _forward_pool(pid):
-    """Threads for forward's other slices, started when first needed (one pool per process:
-    a pool inherited through fork has no threads)."""
+    """The process's helper threads, started when first needed (one pool per process: a
+    pool inherited through fork has no threads): forward's other blocks, the other slices
+    of SparseInputs' fill and the two-loop split's other threads (network._split_rows)."""
     workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
     return ThreadPoolExecutor(workers, thread_name_prefix=f"fastmlp-forward-{pid}")

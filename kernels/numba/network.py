@@ -55,9 +55,9 @@ from kernels.numba.inputs import (  # noqa: F401  (SparseInputs, prepare_inputs:
     prepare_inputs,
 )
 from kernels.numba.simd import LANES
-from kernels.numba.split import split_start, train_loop_split
+from kernels.numba.split import train_loop_split
 from kernels.numba.split_lanes import train_loop_split_lanes
-from kernels.numba.train import train_loop, train_loop_lanes, train_loop_threads
+from kernels.numba.train import loop_start, train_loop, train_loop_lanes, train_loop_threads
 
 BLOCK = 256  # rows per pass in forward and loss_and_grads
 SPARSE_HIDDEN = True  # forward: BLAS layers after a ReLU read their input as sparse rows
@@ -269,7 +269,14 @@ def _threads(threads):
 def _split_rows(args, threads):
     """train_loop_split on ``threads`` threads: this one and the forward pool's, each running
     the loop without the GIL (they meet inside it; see kernels.numba.barrier)."""
-    shared = split_start(*args, threads)
+    work, _, _, inputs, targets, _, batch_size, _, _, layers, net, optim, _, _ = args
+    _, _, grad, scratch, in_place, _, _ = loop_start(work, optim, layers, net, inputs, targets,
+                                                     batch_size)  # fmt: skip
+    # what the threads share besides (NumPy's zeros: no compiled kernel of their own to build)
+    entries = scratch[5].shape[0]  # (loop_start's room for a batch's entries)
+    parts = (np.zeros((threads, int(layers[0]["n_in"]) + 2), np.int64),
+             np.zeros((threads, entries), np.int64), np.zeros((threads, entries), np.float32))  # fmt: skip
+    shared = grad, scratch, in_place, parts, np.zeros(threads, np.float32), np.zeros(threads, np.int64)
     sync = np.zeros(64, np.int64)[24:32]  # (in the middle: no other data on its cache lines)
     pool = _forward_pool(os.getpid())
     jobs = [pool.submit(train_loop_split, t, sync, *args, threads, *shared)

@@ -73,7 +73,7 @@ from kernels.numba.net import (
 from kernels.numba.optim import update, update_rows
 from kernels.numba.passes import activate, batch_scales
 from kernels.numba.simd import LANES
-from kernels.numba.train import lane_cut, loop_start
+from kernels.numba.train import lane_cut
 from kernels.numba.work import transpose_rows
 
 
@@ -197,28 +197,16 @@ def weights_pass(work, grad, w_first, alpha, scratch, parts, n, inputs, r0, laye
                optim, lr, step)  # fmt: skip
 
 
-@njit(cache=True)
-def split_start(work, wc, state, inputs, targets, totals, batch_size, lrs, step0, layers, net,
-                optim, losses, correct, shards):  # fmt: skip
-    """What the threads of one call share, made before they start: (gradient buffer, row
-    scratch, in place?, the batch's inputs by column in `shards` parts, each thread's loss
-    and hits of its rows)."""
-    _, _, grad, scratch, in_place, _, _ = loop_start(work, optim, layers, net, inputs, targets,
-                                                     batch_size)  # fmt: skip
-    entries = scratch[5].shape[0]  # (loop_start's room for a batch's entries)
-    parts = (np.zeros((shards, layers[0].n_in + 2), np.int64),
-             np.zeros((shards, entries), np.int64), np.zeros((shards, entries), np.float32))  # fmt: skip
-    return grad, scratch, in_place, parts, np.zeros(shards, np.float32), np.zeros(shards, np.int64)
-
-
 @njit(cache=True, nogil=True)
 def train_loop_split(th, sync, work, wc, state, inputs, targets, totals, batch_size, lrs, step0,
                      layers, net, optim, losses, correct, shards, grad, scratch, in_place, parts,
                      part_loss, part_hits):  # fmt: skip
     """Thread th's part of train_loop on `shards` threads (module doc); every thread runs
-    this at once on what :func:`split_start` made, and they meet (``sync``, zeros) after
-    each of a batch's two passes and after the last batch's weights. BLAS must run on one
-    thread."""
+    this at once, on the gradient buffer and row scratch of one ``loop_start``, the batch's
+    inputs by column in `shards` parts (``parts``: (shards, fan_in + 2) int64, (shards,
+    entries) int64 and float32) and each thread's loss and hits of its rows (zeros), and
+    they meet (``sync``, zeros) after each of a batch's two passes and after the last
+    batch's weights. BLAS must run on one thread."""
     n_rows = targets.order.shape[0]
     n_classes = layers[layers.shape[0] - 1].n_out
     w_first = work if in_place else grad
