@@ -314,8 +314,9 @@ def test_sparse_inputs_from_parts_check_their_rows():
 def test_training_on_the_kernels_sparse_rows_is_training_on_the_bytes(monkeypatch):
     """The chunks' entries written by the kernel train to the very parameters the bytes
     give (train_steps compresses those itself): same entries, same order, same sums."""
-    from fastmlp import augmenting
+    from fastmlp import augmenting, training
 
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 1)  # many chunks an epoch
     X, y = digits(300, seed=5)
 
     def params():
@@ -400,7 +401,10 @@ def test_bad_augment_names_say_what_is_wrong():
         augment_params("shift", alpha=3)
 
 
-def test_distorting_ahead_on_a_second_thread_changes_nothing():
+def test_distorting_ahead_on_a_second_thread_changes_nothing(monkeypatch):
+    from fastmlp import training
+
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 1)  # many chunks an epoch, each made ahead
     X, y = digits(300, seed=3)
 
     def params(threads):

@@ -259,6 +259,9 @@ def test_numba_refuses_weights_until_its_kernels_take_them():
 
 def test_augmented_chunks_get_their_rows_weights(monkeypatch):
     """With --augment each chunk is new rows 0..k-1: the weights must follow its rows."""
+    from fastmlp import training
+
+    monkeypatch.setattr(training, "MIN_CHUNK_ROWS", 1)  # a chunk per batch here
     reference = kernels.backend("numpy")
     seen = []
 
