@@ -45,7 +45,7 @@ def pack(work, flat, layers):
     """work (PW,) = flat (P,) in the work layout; padded lanes 0. NumPy (one compiled kernel
     fewer to build on a first run), transposing 16 outputs at a time: each strip's source
     stays in cache while every row of wt takes one cache line of it. Every train_steps call
-    packs (20 a fit epoch): one 1024x1024 weight took 3.6 ms as one transposed copy, 0.56 ms
+    packs (7-20 a fit epoch): one 1024x1024 weight took 3.6 ms as one transposed copy, 0.56 ms
     by strips (AMD EPYC); unpack's direction is not slow (0.5 ms either way)."""
     work[:] = ZERO
     p = 0
