@@ -352,3 +352,34 @@ def test_threads_meeting_in_compiled_code_wait_for_the_last_and_see_its_writes()
     other.join(timeout=10)
     assert not other.is_alive() and waited[0] >= 0.04
     assert sync[0] == 2
+
+
+def test_fits_at_once_in_two_threads_train_what_they_train_alone():
+    """BLAS's thread count is the process's: a kernel call that sets it must not have it
+    restored under another call running at once (its sgemm then ran on every core, other
+    floats). Two fits with BLAS layers on 2 threads each, at once in two Python threads,
+    eight times: the parameters of the fits run alone. (A race: without the lock in
+    kernels.numba.network._blas_limit, two runs of this test in four failed.)"""
+    import threading
+
+    rng = np.random.default_rng(5)
+    X = ((rng.random((3000, 784)) < 0.2) * rng.integers(1, 256, (3000, 784))).astype(np.uint8)
+    y = rng.integers(0, 10, 3000)
+
+    def fit(seed, out):
+        model = MLP([784, 256, 256, 10], seed=seed)
+        model.fit(X, y, epochs=2, batch_size=128, threads=2, progress=False)
+        out[seed] = model.params.copy()
+
+    alone = {}
+    for seed in (1, 2):
+        fit(seed, alone)
+    for _ in range(8):
+        together = {}
+        both = [threading.Thread(target=fit, args=(seed, together)) for seed in (1, 2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join()
+        for seed in (1, 2):
+            np.testing.assert_array_equal(together[seed], alone[seed])

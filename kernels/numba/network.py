@@ -19,6 +19,7 @@ import contextlib
 import functools
 import math
 import os
+import threading
 
 import numba
 import numpy as np
@@ -150,11 +151,24 @@ def _blas_threads():
     return ThreadpoolController()
 
 
+# BLAS's thread count belongs to the process: two calls running at once in two Python
+# threads would share it, and the first to finish restored BLAS's default under the
+# other, whose sgemm then ran on every core and gave other floats (two fits of
+# 784-256-256-10 on 2 threads each, at once in two threads of one process: 3 runs of 5
+# trained other parameters than the same fits alone). So the calls that set it run one
+# at a time, each with its own setting.
+_BLAS_CALLS = threading.Lock()
+
+
+@contextlib.contextmanager
 def _blas_limit(threads):
     controller = _blas_threads()
-    if controller is None:
-        return contextlib.nullcontext()
-    return controller.limit(limits=threads, user_api="blas")
+    with _BLAS_CALLS:
+        if controller is None:
+            yield
+            return
+        with controller.limit(limits=threads, user_api="blas"):
+            yield
 
 
 def forward(params, net: Net, X):
