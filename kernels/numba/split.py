@@ -38,7 +38,7 @@ pool's, each running :func:`train_loop_split` without the GIL) rather than by a 
 parallel loop: Numba compiles a ``prange`` body again as a function of its own, with two
 wrappers, each optimising and emitting everything the body inlines. First ``fit`` of
 784-256-256-10 at batch 128 on 2 threads from an empty cache: 10.1 s with the two
-parallel loops, 6.1 s this way (the same floats, checked bit for bit; epochs as fast,
+parallel loops, 5.7-5.8 s this way (the same floats, checked bit for bit; epochs as fast,
 interleaved A/B on 2 cores). The passes are ``inline="always"``, typed into the loop, and
 every layer after the first runs on sgemm here, whatever its path (the 10-wide output
 layer too): our own kernels for it (dense_forward, the own paths of dense_dinp and
