@@ -383,3 +383,28 @@ def test_fits_at_once_in_two_threads_train_what_they_train_alone():
             thread.join()
         for seed in (1, 2):
             np.testing.assert_array_equal(together[seed], alone[seed])
+
+
+def test_training_and_predicting_leave_blas_threads_as_they_were():
+    """fastmlp sets BLAS's thread count only around its own calls: a fit of a network
+    without BLAS layers used to set it to 1 and never restore it, so the user's NumPy ran
+    every matrix product on one thread for the rest of the process (and the benchmark
+    grid's NumPy loop with it, in every row after the first)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the kernels call, loaded)
+
+    rng = np.random.default_rng(2)
+    X = ((rng.random((600, 784)) < 0.2) * 200).astype(np.uint8)
+    y = rng.integers(0, 10, 600)
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]  # fmt: skip
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        for sizes, batch, threads in (([784, 16, 16, 10], 128, 2), ([784, 16, 10], 32, 1),
+                                      ([784, 128, 64, 10], 128, 2)):  # fmt: skip
+            model = MLP(sizes)
+            model.fit(X, y, epochs=1, batch_size=batch, threads=threads, progress=False)
+            model.predict_proba(X)
+            assert blas_threads() == [2] * len(blas_threads()), (sizes, threads)
