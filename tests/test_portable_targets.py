@@ -1,10 +1,11 @@
-"""The numba backend compiles, trains and predicts for CPUs without AVX-512.
+"""The numba backend compiles, trains and predicts for other CPUs than this one.
 
-The development and CI machines have AVX-512, where LLVM turns the kernels' vector
-compress into one instruction; on other CPUs LLVM expands it, and its expansion of a
-float32 compress aborted the whole process (an assertion inside LLVM, no Python error) on
-the first `fit`: on any AVX2 laptop, and under ``NUMBA_CPU_NAME=generic`` (Numba's
-setting for a cache shared between machines). Each test compiles, in a child process
+The kernels' compress of a row's non-zero entries is one instruction with AVX-512, a
+table and a permute with AVX2 (kernels.numba.compress), LLVM's expansion elsewhere, and
+LLVM's expansion of a float32 compress once aborted the whole process (an assertion
+inside LLVM, no Python error) on the first `fit`: on any AVX2 laptop, and under
+``NUMBA_CPU_NAME=generic`` (Numba's setting for a cache shared between machines). The
+development machines have been of both kinds (AMD EPYC Zen 5 with AVX-512, Zen 3 without). Each test compiles, in a child process
 with a cache of its own, for another CPU than this one (Numba's ``NUMBA_CPU_NAME`` and
 ``NUMBA_CPU_FEATURES``), trains a small MNIST-like set with and without elastic
 distortions, predicts, and checks the outputs against this process's (the same float32
@@ -29,7 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 HASWELL = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+lzcnt,+mmx,"
            "+movbe,+pclmul,+popcnt,+rdrnd,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,"
            "+xsaveopt")  # fmt: skip
+# x86-64's baseline, SSE2 only: LLVM's expansion of the compress.
+SSE2 = "+64bit,+cmov,+cx8,+fxsr,+mmx,+sse,+sse2"
 TARGETS = {"avx2": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL},
+           "sse2": {"NUMBA_CPU_NAME": "x86-64", "NUMBA_CPU_FEATURES": SSE2},
            "generic": {"NUMBA_CPU_NAME": "generic"}}  # fmt: skip
 
 RUN = """

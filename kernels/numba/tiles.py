@@ -13,7 +13,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from kernels.numba.blas import bias_sgemm
-from kernels.numba.memory import at, compress_bytes64, compress_nonzero, vload, vstore
+from kernels.numba.compress import BYTE_COMPRESS, PAIRS, compress_bytes64, compress_nonzero
+from kernels.numba.memory import at, vload, vstore
 from kernels.numba.net import WIDE, sparse_forward
 from kernels.numba.simd import LANES, fma, vsplat
 
@@ -33,8 +34,9 @@ def compress64(cols, vals, k, X, r, c, scale):
 @overload(compress64, inline="always")
 def _compress64(cols, vals, k, X, r, c, scale):
     """uint8 X into uint16 column numbers: one compress of 64 bytes (compress_bytes64;
-    gather of the 10,000 test images, one core: 0.51 -> 0.34 ms); else four of 16."""
-    if X.dtype == types.uint8 and cols.dtype == types.uint16:
+    gather of the 10,000 test images, one AMD EPYC (Zen 5) core: 0.51 -> 0.34 ms) where the
+    CPU has AVX512-VBMI2; else four of 16."""
+    if BYTE_COMPRESS and X.dtype == types.uint8 and cols.dtype == types.uint16:
         return lambda cols, vals, k, X, r, c, scale: compress_bytes64(cols, vals, k, X, r, c,
                                                                       scale)  # fmt: skip
 
@@ -140,14 +142,21 @@ def sparse_forward_tiles(out, o0, arow, n, cols, vals, tiles, n_tiles, wt, w0, b
       stay in the L1 cache while every row of the block adds its entries of that tile,
       the partial sums going through `out` (sparse_forward reads each of the fan_in * 256
       bytes of a pass from L2 once per row: one 64-byte line per multiply-add);
-    - two rows at a time: eight independent chains of multiply-adds, not four.
+    - two rows at a time where the CPU has 32 vector registers (PAIRS: AVX-512): eight
+      independent chains of multiply-adds, not four. With 16 (AVX2: a 16-lane vector is
+      two registers) the eight accumulators and two multipliers do not fit, and the
+      spills made the pass slower than one row at a time.
     """
     for q in range(0, wide, WIDE):
         for t in range(n_tiles):
             b = 0
             while b < n:
-                pair = b + 1 < n
-                c = b + 1 if pair else b  # a lone last row runs as its own pair, twice
+                if not PAIRS or b + 1 == n:
+                    single_row_tile(out, o0 + q + b * arow, tiles[b, t], tiles[b, t + 1], cols,
+                                    vals, wt, w0 + q, bias, b0 + q, s, t == 0)  # fmt: skip
+                    b += 1
+                    continue
+                c = b + 1
                 ka, ka1 = tiles[b, t], tiles[b, t + 1]
                 kc, kc1 = tiles[c, t], tiles[c, t + 1]
                 oa = b * arow + o0 + q
@@ -198,3 +207,25 @@ def sparse_forward_tiles(out, o0, arow, n, cols, vals, tiles, n_tiles, wt, w0, b
                 vstore(out, oa + 32, a2)
                 vstore(out, oa + 48, a3)
                 b += 2
+
+
+@njit(cache=True, inline="always")
+def single_row_tile(out, oa, ka, ka1, cols, vals, wt, w0, bias, b0, s, first):
+    """One row's part of sparse_forward_tiles: WIDE lanes from out[oa] (bias[b0] on the
+    first tile) plus its entries ka..ka1-1, back into out[oa]."""
+    src, at0 = (bias, b0) if first else (out, oa)
+    a0 = vload(src, at0)
+    a1 = vload(src, at0 + 16)
+    a2 = vload(src, at0 + 32)
+    a3 = vload(src, at0 + 48)
+    for k in range(ka, ka1):
+        x = vsplat(at(vals, k))
+        row = w0 + at(cols, k) * s
+        a0 = fma(x, vload(wt, row), a0)
+        a1 = fma(x, vload(wt, row + 16), a1)
+        a2 = fma(x, vload(wt, row + 32), a2)
+        a3 = fma(x, vload(wt, row + 48), a3)
+    vstore(out, oa, a0)
+    vstore(out, oa + 16, a1)
+    vstore(out, oa + 32, a2)
+    vstore(out, oa + 48, a3)

@@ -12,7 +12,8 @@ import numpy as np
 from numba import njit
 
 from kernels.numba.codes import PATH_OWN
-from kernels.numba.memory import at, compress_nonzero
+from kernels.numba.compress import compress_nonzero
+from kernels.numba.memory import at
 from kernels.numba.simd import LANES
 
 f32 = np.float32
