@@ -71,4 +71,4 @@ def test_gather_tiles_matches_nonzero(dtype, width):
         for t in range(nt):  # each tile's entries begin where its columns begin
             first = np.searchsorted(where, t * TILE)
             assert tiles[b, t] == starts[b] + first
-    assert (starts[len(X):] == tiles[len(X) - 1, nt]).all()
+    assert (starts[len(X) :] == tiles[len(X) - 1, nt]).all()

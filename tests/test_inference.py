@@ -105,11 +105,17 @@ def test_predict_and_evaluate_refuse_inputs_not_finite(threads, backend, bad):
     assert model.evaluate(X, y)["confusion_matrix"].sum() == 2500
 
 
+@pytest.mark.parametrize("sparse_hidden", [True, False], ids=["sparse", "sgemm"])
 @pytest.mark.parametrize("shift", [0.0, 10.0], ids=["half-zero", "dense"])
-def test_sparse_relu_layer_matches_numpy_dense_or_not(small_blocks, threads, shift):
+def test_sparse_relu_layer_matches_numpy_dense_or_not(small_blocks, threads, monkeypatch,
+                                                      sparse_hidden, shift):  # fmt: skip
     """A ReLU layer that training hands to BLAS reads its input's non-zero entries in
-    forward (infer.after_first), or runs sgemm for a block more than 7/8 non-zero: both
-    against the NumPy backend, the same bits on 1 and 2 threads, uint8 = prepared."""
+    forward (infer.after_first), or runs sgemm for a block more than 7/8 non-zero, or
+    always runs sgemm (SPARSE_HIDDEN False: CPUs without AVX-512): each against the NumPy
+    backend, the same bits on 1 and 2 threads, uint8 = prepared."""
+    from kernels.numba import network
+
+    monkeypatch.setattr(network, "SPARSE_HIDDEN", sparse_hidden)
     small_blocks(True)
     net = Net((100, 130, 70, 10))  # 130 x 70 weights: BLAS; 130 inputs: past one 128-lane tile
     params = np.empty(net.n_params, np.float32)

@@ -288,10 +288,17 @@ def run_every_path():
                 train("numba", net, X, targets, params, optimizer, np.arange(9), 4, 1, calls=1)
             nb.forward(params, net, X)
     # inference's tiles (a first layer of 64 lanes or more) and sparse hidden layer (a ReLU
-    # layer that training hands to BLAS)
+    # layer that training hands to BLAS; on CPUs without AVX-512 forward only takes it
+    # when told: network.SPARSE_HIDDEN)
+    from kernels.numba import network
+
     net, X, _, params = problem((100, 128, 64, 10), "relu", "softmax", "cross_entropy", 9, True,
                                 10)  # fmt: skip
-    nb.forward(params, net, X)
+    before, network.SPARSE_HIDDEN = network.SPARSE_HIDDEN, True
+    try:
+        nb.forward(params, net, X)
+    finally:
+        network.SPARSE_HIDDEN = before
 
 
 def typed_source(kernel, sig):

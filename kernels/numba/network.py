@@ -45,6 +45,7 @@ from kernels.numba.codes import (
     OptState,
     Targets,
 )
+from kernels.numba.compress import PAIRS
 from kernels.numba.evaluate import loss_and_grads_rows, sum_rows
 from kernels.numba.infer import forward_dense_rows, forward_rows
 from kernels.numba.inputs import (  # noqa: F401  (SparseInputs, prepare_inputs: this module's API)
@@ -61,7 +62,12 @@ from kernels.numba.split_lanes import train_loop_split_lanes
 from kernels.numba.train import loop_start, train_loop, train_loop_lanes, train_loop_threads
 
 BLOCK = 256  # rows per pass in forward and loss_and_grads
-SPARSE_HIDDEN = True  # forward: BLAS layers after a ReLU read their input as sparse rows
+# forward: BLAS layers after a ReLU read their input as sparse rows (tiles.sparse_hidden),
+# where the CPU has AVX-512. With AVX2 (AMD EPYC Zen 3, 2 threads, the 10,000 test images,
+# interleaved) sgemm is faster: 784-1024-1024-10 213-220 ms against 287-305, 784-256-256-10
+# 29-31 against 32-35: each multiply-add of the sparse kernel loads its weight, from L2,
+# at 32 bytes a cycle.
+SPARSE_HIDDEN = PAIRS
 
 
 def init_params(params, net, init, seed):
