@@ -94,19 +94,21 @@ def _append(builder, k, mask, ids, vals, store_ids, store_vals, first=None, step
     return end
 
 
-def _storer(context, builder, arrty, arr, cast=None):
-    """store(at, vector): the vector's lanes into the flat array arr from index at, as the
-    array's type (column numbers truncated to uint16 where arr holds uint16)."""
+def _storer(context, builder, arrty, arr):
+    """store(at, vector): the i32 vector's lanes into the flat array arr from index at, as
+    the array's type (float32: the lanes are the floats' bit patterns; column numbers
+    truncated to uint16 where arr holds uint16)."""
     data = context.make_array(arrty)(context, builder, arr).data
     elem = context.get_value_type(arrty.dtype)
 
     def store(at, vector):
-        if cast == "float":
-            vector = builder.bitcast(vector, ir.VectorType(ir.FloatType(), vector.type.count))
+        lanes = ir.VectorType(elem, vector.type.count)
+        if isinstance(elem, ir.FloatType):
+            vector = builder.bitcast(vector, lanes)
         elif elem != vector.type.element:
-            vector = builder.trunc(vector, ir.VectorType(elem, vector.type.count))
-        ptr = builder.bitcast(builder.gep(data, [at], inbounds=True), vector.type.as_pointer())
-        builder.store(vector, ptr, align=elem.width // 8 if cast is None else 4)
+            vector = builder.trunc(vector, lanes)
+        ptr = builder.bitcast(builder.gep(data, [at], inbounds=True), lanes.as_pointer())
+        builder.store(vector, ptr, align=4 if isinstance(elem, ir.FloatType) else elem.width // 8)
 
     return store
 
@@ -161,7 +163,7 @@ def compress_nonzero(typingctx, idx, val, k, X, r, start, step, scale):
         # llvmlite 0.50); vpcompressd and vcompressps cost the same.
         end = _append(builder, k, mask, ids, builder.bitcast(vals, vi32),
                       _storer(context, builder, idx_t, a_idx),
-                      _storer(context, builder, val_t, a_val, "float"),
+                      _storer(context, builder, val_t, a_val),
                       builder.trunc(start, _I32), step)  # fmt: skip
         return context.cast(builder, end, types.intp, sig.return_type)
 
@@ -244,3 +246,4 @@ def compress_bytes64(typingctx, idx, val, k, X, r, start, scale):
                                                   else count), types.intp, sig.return_type)  # fmt: skip
 
     return k(idx, val, k, X, r, start, scale), codegen
+
