@@ -246,4 +246,3 @@ def compress_bytes64(typingctx, idx, val, k, X, r, start, scale):
                                                   else count), types.intp, sig.return_type)  # fmt: skip
 
     return k(idx, val, k, X, r, start, scale), codegen
-
