@@ -100,6 +100,7 @@ def _storer(context, builder, arrty, arr):
     truncated to uint16 where arr holds uint16)."""
     data = context.make_array(arrty)(context, builder, arr).data
     elem = context.get_value_type(arrty.dtype)
+    size = context.get_abi_sizeof(elem)  # the store's alignment: one element's
 
     def store(at, vector):
         lanes = ir.VectorType(elem, vector.type.count)
@@ -108,7 +109,7 @@ def _storer(context, builder, arrty, arr):
         elif elem != vector.type.element:
             vector = builder.trunc(vector, lanes)
         ptr = builder.bitcast(builder.gep(data, [at], inbounds=True), lanes.as_pointer())
-        builder.store(vector, ptr, align=4 if isinstance(elem, ir.FloatType) else elem.width // 8)
+        builder.store(vector, ptr, align=size)
 
     return store
 
