@@ -37,6 +37,7 @@ from kernels.numba.passes import (  # noqa: E402
     batch_scales,
     first_backward,
     first_forward,
+    first_tiles,
     net_head,
     refresh,
     transpose_first,
@@ -57,10 +58,11 @@ def first_cut(s0, t, shards, fine):
 
 
 @njit(parallel=PRANGE_ONLY)
-def first_forward_phase(pre, post, n, inputs, r0, work, layers, net, s0, shards, fine):
+def first_forward_phase(pre, post, tiles, n, inputs, r0, work, layers, net, s0, shards, fine):
+    first_tiles(tiles, n, inputs, r0, layers)
     for t in prange(shards):
         qa, qb = first_cut(s0, t, shards, fine)
-        first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
+        first_forward(pre, tiles, n, inputs, r0, work, layers, net, qa, qb)
         activate(post, pre, 0, n, layers, net, 0, qa, qb)
 
 
@@ -200,7 +202,7 @@ def profile(hidden, batch, rows, threads, fine, reps):
             n = min(batch, n_rows - r0)
             lr = lrs[j]
             alpha = np.float32(-lr) if in_place else np.float32(1.0)
-            timed("first forward", first_forward_phase, pre, post, n, inputs, r0, work, layers,
+            timed("first forward", first_forward_phase, pre, post, scratch[7], n, inputs, r0, work, layers,
                   net, s0, shards, fine)  # fmt: skip
             for k in range(1, len(layers)):
                 s = int(layers[k]["stride"])

@@ -17,7 +17,7 @@ from numba import njit
 from kernels.numba.codes import PATH_BLAS, RELU, SOFTMAX, Inputs
 from kernels.numba.memory import fetch_add, vload, vstore, vstore_first
 from kernels.numba.net import ONE, WIDE, ZERO, dense_forward
-from kernels.numba.passes import activate, first_forward
+from kernels.numba.passes import activate, first_forward, first_tiles
 from kernels.numba.simd import (
     LANES,
     vadd,
@@ -151,13 +151,15 @@ def forward_rows(out, work, inputs, layers, net, claims, block, sparse):
     n_rows = inputs.rowmap.shape[0]
     if claims[0] * block >= n_rows:  # all taken already (a thread that started late)
         return -1
-    pre, post, act, rowmap, hidden, tiles = block_scratch(block, layers, net, 0)
+    pre, post, act, rowmap, hidden, tiles = block_scratch(block, layers, net, layers[0].n_in)
     while True:
         start = fetch_add(claims, 0, 1) * block
         if start >= n_rows:
             return -1
         n = min(block, n_rows - start)
-        first_forward(pre, n, inputs, start, work, layers, net, np.int64(0), first_lanes(layers))
+        first_tiles(tiles, n, inputs, start, layers)
+        first_forward(pre, tiles, n, inputs, start, work, layers, net, np.int64(0),
+                      first_lanes(layers))  # fmt: skip
         after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, sparse)
         outputs(out, start, n, pre, post, layers, net)
         fetch_add(claims, 1, 1)
@@ -224,8 +226,9 @@ def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, 
                 return start + bad
         if tiled is not None:
             sparse_forward_tiles(pre, first.aoff, net.arow, n, cols, vals, tiles, nt, work,
-                                 first.woff, work, first.boff, first.stride, wide)  # fmt: skip
-        first_forward(pre, n, inputs, np.int64(0), work, layers, net, wide, qb)
+                                 first.woff, work, first.boff, first.stride, np.int64(0),
+                                 wide)  # fmt: skip
+        first_forward(pre, tiles, n, inputs, np.int64(0), work, layers, net, wide, qb)
         after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, sparse)
         outputs(out, start, n, pre, post, layers, net)
         fetch_add(claims, 1, 1)

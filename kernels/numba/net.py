@@ -88,43 +88,20 @@ def prefetch_row(cols, vals, starts, r):
 @njit(cache=True)
 def sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s, qa,
                    qb):  # fmt: skip
-    """First layer, lanes qa..qb-1 (multiples of 16; threads split the lanes):
+    """First layer, lanes qa..qb-1 (multiples of 16), 16 at a time:
     out[b] = bias + sum_k vals[k] * wt[cols[k]] over row b's entries.
 
-    WIDE lanes (four vectors) at a time, held in registers, for every row of the batch
-    before the next four: one broadcast of an entry serves four weight loads, and the
-    weight columns a pass reads (fan_in x 256 bytes) stay in cache for all the rows. The
-    last (qb - qa) % WIDE lanes go 16 at a time. Rows AHEAD on are prefetched.
+    The lanes a layer's WIDE blocks leave (all of a layer under 64 lanes):
+    :func:`kernels.numba.tiles.sparse_forward_tiles` takes the blocks. Four accumulators
+    (four independent add chains) per 16 lanes; rows AHEAD on are prefetched.
     """
-    wide = qb - (qb - qa) % WIDE
-    for q in range(qa, wide, WIDE):
+    for q in range(qa, qb, LANES):
         for b in range(n):
             if q == qa and r0 + b + AHEAD < rowmap.shape[0]:
                 prefetch_row(cols, vals, starts, rowmap[r0 + b + AHEAD])
             r = rowmap[r0 + b]
-            a0 = vload(bias, b0 + q)
-            a1 = vload(bias, b0 + q + 16)
-            a2 = vload(bias, b0 + q + 32)
-            a3 = vload(bias, b0 + q + 48)
-            for k in range(starts[r], starts[r + 1]):
-                x = vsplat(at(vals, k))
-                row = w0 + q + at(cols, k) * s
-                a0 = fma(x, vload(wt, row), a0)
-                a1 = fma(x, vload(wt, row + 16), a1)
-                a2 = fma(x, vload(wt, row + 32), a2)
-                a3 = fma(x, vload(wt, row + 48), a3)
-            at_out = b * arow + o0 + q
-            vstore(out, at_out, a0)
-            vstore(out, at_out + 16, a1)
-            vstore(out, at_out + 32, a2)
-            vstore(out, at_out + 48, a3)
-    for q in range(wide, qb, LANES):
-        for b in range(n):
-            if wide == qa and q == qa and r0 + b + AHEAD < rowmap.shape[0]:
-                prefetch_row(cols, vals, starts, rowmap[r0 + b + AHEAD])
-            r = rowmap[r0 + b]
             k0, k1 = starts[r], starts[r + 1]
-            a0 = vload(bias, b0 + q)  # four accumulators: four independent add chains
+            a0 = vload(bias, b0 + q)
             a1 = vzero()
             a2 = vzero()
             a3 = vzero()

@@ -296,7 +296,9 @@ def _split_rows(args, threads):
     entries = scratch[5].shape[0]  # (loop_start's room for a batch's entries)
     parts = (np.zeros((threads, int(layers[0]["n_in"]) + 2), np.int64),
              np.zeros((threads, entries), np.int64), np.zeros((threads, entries), np.float32))  # fmt: skip
-    shared = grad, scratch, in_place, parts, np.zeros(threads, np.float32), np.zeros(threads, np.int64)
+    tiles = np.zeros((threads, *scratch[7].shape), np.int64)
+    shared = (grad, scratch, in_place, parts, np.zeros(threads, np.float32),
+              np.zeros(threads, np.int64), tiles)  # fmt: skip
     sync = np.zeros(64, np.int64)[24:32]  # (in the middle: no other data on its cache lines)
     pool = _forward_pool(os.getpid())
     jobs = [pool.submit(train_loop_split, t, sync, *args, threads, *shared)

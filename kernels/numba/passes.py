@@ -14,7 +14,7 @@ written in a call) compiles a kernel once more for its own type: pass an int64.
 Arguments: ``layers`` (one :data:`~kernels.numba.codes.LAYER` record per layer), ``net`` (the
 :data:`~kernels.numba.codes.NETWORK` record), ``inputs`` (:class:`~kernels.numba.codes.Inputs`),
 ``targets`` (:class:`~kernels.numba.codes.Targets`); ``scratch`` = (pre, post, delta, lse,
-t_starts, t_rows, t_vals) from :func:`row_scratch`. Rows are batch positions r0 .. r0+n-1.
+t_starts, t_rows, t_vals, tiles) from :func:`row_scratch`. Rows are batch positions r0 .. r0+n-1.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from kernels.numba.net import (
     sparse_forward,
 )
 from kernels.numba.simd import LANES
+from kernels.numba.tiles import n_tiles, row_tiles, sparse_forward_tiles
 from kernels.numba.work import refresh_copies, transpose_rows
 
 f32 = np.float32
@@ -49,12 +50,29 @@ PRANGE_ONLY = ParallelOptions(
 
 
 @njit(cache=True, inline="always")
-def first_forward(pre, n, inputs, r0, work, layers, net, qa, qb):
-    """Lanes qa..qb-1 of the first layer's pre-activations for n rows."""
+def first_tiles(tiles, n, inputs, r0, layers):
+    """Where each of the n rows' entries of each tile of input columns begin (row_tiles),
+    for first_forward; nothing for a first layer under WIDE lanes (no tiles)."""
+    if layers[0].stride >= WIDE:
+        row_tiles(tiles, n_tiles(layers[0].n_in), n, inputs.cols, inputs.vals, inputs.starts,
+                  inputs.rowmap, r0)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def first_forward(pre, tiles, n, inputs, r0, work, layers, net, qa, qb):
+    """Lanes qa..qb-1 of the first layer's pre-activations for n rows: whole WIDE blocks
+    by tiles of input columns (``tiles``: first_tiles of these rows), the rest 16 lanes
+    at a time."""
     first = layers[0]
-    sparse_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
-                   inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride, qa,
-                   qb)  # fmt: skip
+    wide = qb - (qb - qa) % WIDE
+    if wide > qa:
+        sparse_forward_tiles(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, tiles,
+                             n_tiles(first.n_in), work, first.woff, work, first.boff,
+                             first.stride, qa, wide)  # fmt: skip
+    if qb > wide:
+        sparse_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
+                       inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride,
+                       wide, qb)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -72,15 +90,18 @@ def activate(post, pre, o, n, layers, net, k, q0, q1):
 
 
 @njit(cache=True, inline="always")
-def net_forward(pre, post, n, inputs, r0, work, layers, net, qa, qb):
+def net_forward(pre, post, tiles, n, inputs, r0, work, layers, net, qa, qb):
     """pre/post = pre-activations and activations of every layer for n rows, the first
-    layer's lanes qa..qb-1 computed here (0, 0: the caller has computed them).
+    layer's lanes qa..qb-1 computed here (0, 0: the caller has computed them; else
+    ``tiles`` is scratch for first_tiles).
 
     The last layer's post is left alone for a softmax output (the head computes it).
     """
     arow = net.arow
     n_layers = layers.shape[0]
-    first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
+    if qb > qa:
+        first_tiles(tiles, n, inputs, r0, layers)
+        first_forward(pre, tiles, n, inputs, r0, work, layers, net, qa, qb)
     for k in range(n_layers):
         layer = layers[k]
         if k > 0:
@@ -150,7 +171,7 @@ def rows_grad(grad, w_first, alpha, scratch, inputs, targets, r0, n, work, wc, l
     Returns (sum of the rows' losses, rows classified right)."""
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
     s0 = layers[0].stride
-    net_forward(pre, post, n, inputs, r0, work, layers, net, np.int64(0), s0)
+    net_forward(pre, post, scratch[7], n, inputs, r0, work, layers, net, np.int64(0), s0)
     loss, hits = net_head(delta, pre, post, n, targets, r0, layers, net, dscale, lse)
     net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, layers, net,
                  np.int64(0), s0)  # fmt: skip
@@ -183,8 +204,9 @@ def batch_scales(net, n, n_classes, totals, j):
 @njit(cache=True, inline="always")
 def row_scratch(rows, arow, n_in, entries):
     """Scratch for a block of `rows` rows: pre- and post-activations and deltas of every
-    layer, each row's log-sum-exp, and room for the block's `entries` input entries by
-    column (sparse_backward). Allocated once per call, reused for every block."""
+    layer, each row's log-sum-exp, room for the block's `entries` input entries by
+    column (sparse_backward), and where each row's entries of each tile begin
+    (first_tiles). Allocated once per call, reused for every block."""
     pre = np.zeros(rows * arow + LANES, np.float32)
     post = np.zeros(rows * arow + LANES, np.float32)
     delta = np.zeros(rows * arow + LANES, np.float32)
@@ -192,7 +214,8 @@ def row_scratch(rows, arow, n_in, entries):
     t_starts = np.zeros(n_in + 2, np.int64)
     t_rows = np.zeros(entries, np.int64)
     t_vals = np.zeros(entries, np.float32)
-    return pre, post, delta, lse, t_starts, t_rows, t_vals
+    tiles = np.zeros((rows, n_tiles(n_in) + 1), np.int64)
+    return pre, post, delta, lse, t_starts, t_rows, t_vals, tiles
 
 
 @njit(cache=True, inline="always")

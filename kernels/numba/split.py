@@ -68,10 +68,9 @@ from kernels.numba.net import (
     dense_dinp,
     dense_dweight,
     sparse_backward,
-    sparse_forward,
 )
 from kernels.numba.optim import update, update_rows
-from kernels.numba.passes import activate, batch_scales
+from kernels.numba.passes import activate, batch_scales, first_forward, first_tiles
 from kernels.numba.simd import LANES
 from kernels.numba.train import lane_cut
 from kernels.numba.work import transpose_rows
@@ -85,12 +84,12 @@ def slice_of(s, t, shards):
 
 
 @njit(cache=True, inline="always")
-def first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb):
-    """Lanes qa..qb-1 of the first layer's pre-activations and activations, n rows."""
-    first = layers[0]
-    sparse_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
-                   inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride, qa,
-                   qb)  # fmt: skip
+def first_lanes(pre, post, tiles, n, inputs, r0, work, layers, net, qa, qb):
+    """Lanes qa..qb-1 of the first layer's pre-activations and activations, n rows (tiles:
+    this thread's scratch for first_tiles: every thread finds the rows' tiles itself, no
+    serial step or meeting for it)."""
+    first_tiles(tiles, n, inputs, r0, layers)
+    first_forward(pre, tiles, n, inputs, r0, work, layers, net, qa, qb)
     activate(post, pre, 0, n, layers, net, 0, qa, qb)
 
 
@@ -200,11 +199,12 @@ def weights_pass(work, grad, w_first, alpha, scratch, parts, n, inputs, r0, laye
 @njit(cache=True, nogil=True)
 def train_loop_split(th, sync, work, wc, state, inputs, targets, totals, batch_size, lrs, step0,
                      layers, net, optim, losses, correct, shards, grad, scratch, in_place, parts,
-                     part_loss, part_hits):  # fmt: skip
+                     part_loss, part_hits, tiles):  # fmt: skip
     """Thread th's part of train_loop on `shards` threads (module doc); every thread runs
     this at once, on the gradient buffer and row scratch of one ``loop_start``, the batch's
     inputs by column in `shards` parts (``parts``: (shards, fan_in + 2) int64, (shards,
-    entries) int64 and float32) and each thread's loss and hits of its rows (zeros), and
+    entries) int64 and float32), each thread's loss and hits of its rows (zeros) and its
+    scratch for the rows' tiles (``tiles``: (shards, batch rows, tiles + 1) int64), and
     they meet (``sync``, zeros) after each of a batch's two passes and after the last
     batch's weights. BLAS must run on one thread."""
     n_rows = targets.order.shape[0]
@@ -226,7 +226,7 @@ def train_loop_split(th, sync, work, wc, state, inputs, targets, totals, batch_s
                          r0_done, layers, net, qa, qb, th, shards, state, optim, in_place,
                          lr_done, step0 + j)  # fmt: skip
         if n > 0:
-            first_lanes(pre, post, n, inputs, r0, work, layers, net, qa, qb)
+            first_lanes(pre, post, tiles[th], n, inputs, r0, work, layers, net, qa, qb)
         met += shards
         meet(sync, met)
         if j == n_batches:

@@ -57,6 +57,7 @@ from kernels.numba.passes import (
     batch_scales,
     first_backward,
     first_forward,
+    first_tiles,
     net_head,
     refresh,
     transpose_first,
@@ -176,10 +177,11 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
         lr = lrs[j]
         alpha = -lr if in_place else ONE
         dscale, lscale = batch_scales(net, n, n_classes, totals, j)
+        first_tiles(scratch[7], n, inputs, r0, layers)  # (read by every thread)
         for t in prange(shards):
             th = np.int64(t)
             qa, qb = lane_cut(s0, blocks, th, shards)
-            first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
+            first_forward(pre, scratch[7], n, inputs, r0, work, layers, net, qa, qb)
             activate(post, pre, 0, n, layers, net, 0, qa, qb)
             if spread is not None:  # the inputs by column, for the first layer's gradient
                 transpose_rows(scratch[4], scratch[5], scratch[6], n, inputs.cols, inputs.vals,

@@ -1,9 +1,11 @@
-"""The first layer of inference by tiles of input columns, two rows at a time, and the
-same for a ReLU layer's output read as sparse rows (inference only: :mod:`kernels.numba.infer`).
+"""The first layer by tiles of input columns (training and inference), two rows at a time
+with AVX-512, and the same for a ReLU layer's output read as sparse rows (inference:
+:mod:`kernels.numba.infer`).
 
-A block's rows are gathered as in :func:`~kernels.numba.work.gather_rows` (column numbers
-and values of the non-zero entries), with where each row's entries of each tile of
-``TILE`` input columns begin (``tiles`` (block, n_tiles + 1)).
+Where each row's entries of each tile of ``TILE`` input columns begin is ``tiles``
+(rows, n_tiles + 1): noted while inference gathers a block's rows
+(:func:`gather_tiles`), found in a batch's compressed rows for training
+(:func:`row_tiles`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from numba.extending import overload
 from kernels.numba.blas import bias_sgemm
 from kernels.numba.compress import BYTE_COMPRESS, PAIRS, compress_bytes64, compress_nonzero
 from kernels.numba.memory import at, vload, vstore
-from kernels.numba.net import WIDE, sparse_forward
+from kernels.numba.net import AHEAD, WIDE, prefetch_row, sparse_forward
 from kernels.numba.simd import LANES, fma, vsplat
 
 # Input columns per tile of sparse_forward_tiles (the last tile takes the rest: MNIST's 784
@@ -84,6 +86,27 @@ def gather_tiles(cols, vals, starts, tiles, n_tiles, X, r0, n, scale, tile):
 
 
 @njit(cache=True, inline="always")
+def row_tiles(tiles, n_tiles, n, cols, vals, starts, rowmap, r0):
+    """Where each of the n batch rows' entries (CSR row rowmap[r0 + b], columns ascending)
+    of each tile of TILE columns begin, into tiles[b, :n_tiles + 1] (the last tile takes
+    every column from its start on). The ranges cut each row's entries in their order,
+    so the sums keep that order even were a row's columns not ascending. Rows AHEAD on
+    are prefetched (rows come in shuffled order)."""
+    for b in range(n):
+        if r0 + b + AHEAD < rowmap.shape[0]:
+            prefetch_row(cols, vals, starts, rowmap[r0 + b + AHEAD])
+        r = rowmap[r0 + b]
+        k, k1 = starts[r], starts[r + 1]
+        tiles[b, 0] = k
+        for t in range(1, n_tiles):
+            end = t * TILE
+            while k < k1 and cols[k] < end:
+                k += 1
+            tiles[b, t] = k
+        tiles[b, n_tiles] = k1
+
+
+@njit(cache=True, inline="always")
 def gather_hidden(cols, vals, starts, tiles, nt, act, n, a0, n_in):
     """The non-zero entries of the n rows' activations act[b, a0:a0+n_in] (act: the post
     scratch as (rows, arow)), as gather_tiles gathers an input's: column numbers a0 + i
@@ -125,7 +148,8 @@ def sparse_hidden(pre, o0, arow, n, cols, vals, starts, tiles, rowmap, post, act
     wide = s - s % WIDE
     base = w0 - a0 * s  # column numbers start at a0
     if wide > 0:
-        sparse_forward_tiles(pre, o0, arow, n, cols, vals, tiles, nt, wt, base, wt, b0, s, wide)
+        sparse_forward_tiles(pre, o0, arow, n, cols, vals, tiles, nt, wt, base, wt, b0, s,
+                             np.int64(0), wide)  # fmt: skip
     if wide < s:
         sparse_forward(pre, o0, arow, n, cols, vals, starts, rowmap, np.int64(0), wt, base, wt,
                        b0, s, wide, s)  # fmt: skip
@@ -133,21 +157,22 @@ def sparse_hidden(pre, o0, arow, n, cols, vals, starts, tiles, rowmap, post, act
 
 @njit(cache=True)
 def sparse_forward_tiles(out, o0, arow, n, cols, vals, tiles, n_tiles, wt, w0, bias, b0, s,
-                         wide):  # fmt: skip
-    """The first layer's lanes 0..wide-1 (a multiple of WIDE) for the n rows of a block
-    gathered by gather_tiles (or gather_hidden): out[b] = bias + sum_k vals[k] * wt[cols[k]], each lane's sum
-    in the order sparse_forward adds it (the same bits), but
+                         qa, qb):  # fmt: skip
+    """The first layer's lanes qa..qb-1 (whole WIDE blocks) for n rows whose entries of each
+    tile begin at ``tiles`` (row_tiles, gather_tiles or gather_hidden): out[b] = bias +
+    sum_k vals[k] * wt[cols[k]], each lane's sum in the order of the row's entries, one
+    chain from the bias, the same bits whatever the tiles; but
 
     - by tiles of input columns: WIDE lanes of a tile's weight rows (tile * 256 bytes)
       stay in the L1 cache while every row of the block adds its entries of that tile,
-      the partial sums going through `out` (sparse_forward reads each of the fan_in * 256
-      bytes of a pass from L2 once per row: one 64-byte line per multiply-add);
+      the partial sums going through `out` (untiled, a pass reads each of the fan_in * 256
+      bytes from L2 once per row: one 64-byte line per multiply-add);
     - two rows at a time where the CPU has 32 vector registers (PAIRS: AVX-512): eight
       independent chains of multiply-adds, not four. With 16 (AVX2: a 16-lane vector is
       two registers) the eight accumulators and two multipliers do not fit, and the
       spills made the pass slower than one row at a time.
     """
-    for q in range(0, wide, WIDE):
+    for q in range(qa, qb, WIDE):
         for t in range(n_tiles):
             b = 0
             while b < n:

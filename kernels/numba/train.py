@@ -40,6 +40,7 @@ from kernels.numba.passes import (
     batch_scales,
     first_backward,
     first_forward,
+    first_tiles,
     net_backward,
     net_forward,
     net_head,
@@ -49,6 +50,7 @@ from kernels.numba.passes import (
     transpose_first,
 )
 from kernels.numba.simd import LANES
+from kernels.numba.tiles import n_tiles
 
 f32 = np.float32
 
@@ -152,6 +154,7 @@ def train_loop_threads(work, wc, state, inputs, targets, totals, batch_size, lrs
     t_starts = np.zeros((shards, layers[0].n_in + 2), np.int64)
     t_rows = np.zeros((shards, entries), np.int64)
     t_vals = np.zeros((shards, entries), np.float32)
+    tiles = np.zeros((shards, rows, n_tiles(layers[0].n_in) + 1), np.int64)
     shard_loss = np.zeros(shards, np.float32)
     shard_hits = np.zeros(shards, np.int64)
     grad = np.zeros(pw, np.float32)
@@ -164,7 +167,8 @@ def train_loop_threads(work, wc, state, inputs, targets, totals, batch_size, lrs
             b = r0 + n * (s + 1) // shards
             g = grads[s]
             shard_loss[s], shard_hits[s] = rows_grad(
-                g, g, ONE, (pre[s], post[s], delta[s], lse[s], t_starts[s], t_rows[s], t_vals[s]),
+                g, g, ONE,
+                (pre[s], post[s], delta[s], lse[s], t_starts[s], t_rows[s], t_vals[s], tiles[s]),
                 inputs, targets, a, b - a, work, wc, layers, net, dscale,
             )
         loss = ZERO
@@ -203,10 +207,11 @@ def train_loop_lanes(work, wc, state, inputs, targets, totals, batch_size, lrs, 
         lr = lrs[j]
         alpha = -lr if in_place else ONE
         dscale, lscale = batch_scales(net, n, n_classes, totals, j)
+        first_tiles(scratch[7], n, inputs, r0, layers)  # (read by every thread)
         for t in prange(shards):
             qa, qb = lane_cut(s0, blocks, t, shards)
-            first_forward(pre, n, inputs, r0, work, layers, net, qa, qb)
-        net_forward(pre, post, n, inputs, r0, work, layers, net, zero, zero)
+            first_forward(pre, scratch[7], n, inputs, r0, work, layers, net, qa, qb)
+        net_forward(pre, post, scratch[7], n, inputs, r0, work, layers, net, zero, zero)
         loss, hits = net_head(delta, pre, post, n, targets, r0, layers, net, dscale, lse)
         net_backward(grad, w_first, alpha, scratch, n, inputs, r0, work, wc, layers, net, zero,
                      zero)  # fmt: skip
