@@ -17,7 +17,7 @@ from numba import njit
 from kernels.numba.codes import PATH_BLAS, RELU, SOFTMAX, Inputs
 from kernels.numba.memory import fetch_add, vload, vstore, vstore_first
 from kernels.numba.net import ONE, WIDE, ZERO, dense_forward
-from kernels.numba.passes import activate, first_forward, first_tiles
+from kernels.numba.passes import activate, first_forward, first_tiles, first_width
 from kernels.numba.simd import (
     LANES,
     vadd,
@@ -79,15 +79,6 @@ def softmax_out(out, at, n, logits, buf, o0, arow, m):
         inv = vsplat(ONE / total)
         for q in range(0, m, LANES):
             vstore_first(out, at + b * m + q, vmul(inv, vload(buf, row + q)), min(m - q, LANES))
-
-
-@njit(cache=True, inline="always")
-def first_lanes(layers):
-    """The first layer's lanes forward computes: its outputs, rounded up to 16. The lanes
-    past them that keep its weight rows off multiples of 1 KB are zero (row_scratch's
-    zeros, never written) and nothing reads them (256 wide: 16 of 272 lanes, done 16 at a
-    time, ~7% of the first layer's time on one core)."""
-    return (layers[0].n_out + LANES - 1) // LANES * LANES
 
 
 @njit(cache=True, inline="always")
@@ -159,7 +150,7 @@ def forward_rows(out, work, inputs, layers, net, claims, block, sparse):
         n = min(block, n_rows - start)
         first_tiles(tiles, n, inputs, start, layers)
         first_forward(pre, tiles, n, inputs, start, work, layers, net, np.int64(0),
-                      first_lanes(layers))  # fmt: skip
+                      first_width(layers))  # fmt: skip
         after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, sparse)
         outputs(out, start, n, pre, post, layers, net)
         fetch_add(claims, 1, 1)
@@ -210,7 +201,7 @@ def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, 
     inputs = Inputs(cols, vals, starts, rowmap)
     nt = n_tiles(X.shape[1])
     first = layers[0]
-    qb = first_lanes(layers)
+    qb = first_width(layers)
     wide = np.int64(0)  # lanes the tiles take; sparse_forward the rest, 16 at a time
     if tiled is not None:  # (None: a first layer under 64 lanes, no tiles compiled)
         wide = qb - qb % WIDE

@@ -70,7 +70,7 @@ from kernels.numba.net import (
     sparse_backward,
 )
 from kernels.numba.optim import update, update_rows
-from kernels.numba.passes import activate, batch_scales, first_forward, first_tiles
+from kernels.numba.passes import activate, batch_scales, first_forward, first_tiles, first_width
 from kernels.numba.simd import LANES
 from kernels.numba.train import lane_cut
 from kernels.numba.work import transpose_rows
@@ -211,7 +211,7 @@ def train_loop_split(th, sync, work, wc, state, inputs, targets, totals, batch_s
     n_classes = layers[layers.shape[0] - 1].n_out
     w_first = work if in_place else grad
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
-    s0 = layers[0].stride
+    s0 = first_width(layers)
     qa, qb = lane_cut(s0, -(-s0 // WIDE), th, shards)
     n_batches = losses.shape[0]
     met = np.int64(0)

@@ -58,6 +58,7 @@ from kernels.numba.passes import (
     first_backward,
     first_forward,
     first_tiles,
+    first_width,
     net_head,
     refresh,
     transpose_first,
@@ -164,7 +165,8 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
     s0, n_in0 = layers[0].stride, layers[0].n_in
     boff0, aoff0 = layers[0].boff, layers[0].aoff
-    blocks = -(-s0 // WIDE)
+    width0 = first_width(layers)  # (lanes past it: zero, left alone)
+    blocks = -(-width0 // WIDE)
     tail = n_layers  # spread: the layers from `tail` on go by rows (after the last BLAS
     if spread is not None:  # layer: plan_threads picks this loop only where there is one)
         while tail > 2 and layers[tail - 1].path != PATH_BLAS:
@@ -180,7 +182,7 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
         first_tiles(scratch[7], n, inputs, r0, layers)  # (read by every thread)
         for t in prange(shards):
             th = np.int64(t)
-            qa, qb = lane_cut(s0, blocks, th, shards)
+            qa, qb = lane_cut(width0, blocks, th, shards)
             first_forward(pre, scratch[7], n, inputs, r0, work, layers, net, qa, qb)
             activate(post, pre, 0, n, layers, net, 0, qa, qb)
             if spread is not None:  # the inputs by column, for the first layer's gradient
@@ -240,7 +242,7 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
             bias_backward(grad, boff0, delta, aoff0, arow, n, s0)
             transpose_first(scratch, n, inputs, r0, alpha)
         for t in prange(shards):
-            qa, qb = lane_cut(s0, blocks, t, shards)
+            qa, qb = lane_cut(width0, blocks, t, shards)
             if spread is not None:
                 bias_backward(grad, boff0 + qa, delta, aoff0 + qa, arow, n, qb - qa)
             first_backward(w_first, alpha, scratch, n, inputs, r0, layers, net, qa, qb)

@@ -41,6 +41,7 @@ from kernels.numba.passes import (
     first_backward,
     first_forward,
     first_tiles,
+    first_width,
     net_backward,
     net_forward,
     net_head,
@@ -198,7 +199,7 @@ def train_loop_lanes(work, wc, state, inputs, targets, totals, batch_size, lrs, 
         work, optim, layers, net, inputs, targets, batch_size)  # fmt: skip
     pw = work.shape[0]
     pre, post, delta, lse = scratch[0], scratch[1], scratch[2], scratch[3]
-    s0 = layers[0].stride
+    s0 = first_width(layers)
     blocks = -(-s0 // WIDE)
     zero = np.int64(0)
     for j in range(losses.shape[0]):
