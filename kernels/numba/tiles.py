@@ -24,7 +24,9 @@ from kernels.numba.simd import LANES, fma, vsplat
 # in 256 + 256 + 272). Measured on one AMD EPYC (Zen 5) core, first layer of the 10,000
 # test images, tiles of 128 / 192 / 256 / 400 / all 784 columns (two rows at a time in
 # each), ms: 784-64 1.87 / 1.69 / 1.56 / 1.49 / 2.17, 784-256 6.90 / 6.20 / 6.24 / 6.10 /
-# 8.82, 784-1024 27.7 / 28.6 / 28.9 / 29.0 / 34.4; sparse_forward 2.25, 8.88, 36.2.
+# 8.82, 784-1024 27.7 / 28.6 / 28.9 / 29.0 / 34.4; untiled (each row reading all fan_in
+# weight rows) 2.25, 8.88, 36.2. Training's first layer on one AMD EPYC (Zen 3) core:
+# 256 best, 128 no better, 64 slower (README, "On a CPU without AVX-512").
 TILE = 256
 
 
