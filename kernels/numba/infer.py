@@ -16,7 +16,7 @@ from numba import njit
 
 from kernels.numba.codes import PATH_BLAS, RELU, SOFTMAX, Inputs
 from kernels.numba.memory import fetch_add, vload, vstore, vstore_first
-from kernels.numba.net import ONE, WIDE, ZERO, dense_forward
+from kernels.numba.net import ONE, ZERO, dense_forward
 from kernels.numba.passes import activate, first_forward, first_tiles, first_width
 from kernels.numba.simd import (
     LANES,
@@ -31,7 +31,7 @@ from kernels.numba.simd import (
     vsum,
     vzero,
 )
-from kernels.numba.tiles import TILE, gather_tiles, n_tiles, sparse_forward_tiles, sparse_hidden
+from kernels.numba.tiles import TILE, gather_tiles, n_tiles, sparse_hidden
 
 NEG_INF = np.float32(-np.inf)
 
@@ -180,15 +180,14 @@ def first_bad_row(vals, starts, n):
 
 
 @njit(cache=True, nogil=True)
-def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, tiled, cols,
+def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, cols,
                        check):  # fmt: skip
     """forward_rows for the rows of an array X (uint8 or float32): each block's non-zero
     entries gathered into scratch first (cols: block * fan_in + 16 column numbers, of the
     type training uses), no pass over the whole array before.
 
-    `tiled` (None or True: a first layer of 64 lanes or more) runs the first layer by
-    tiles; `sparse` as after_first. With `check` (a float X) each block's gathered
-    entries are checked finite first:
+    `sparse` as after_first. With `check` (a float X) each block's gathered entries are
+    checked finite first:
     returns the first row of X holding NaN or infinity in the blocks this thread took (it
     takes no more blocks then, and that block is not counted done), else -1.
     """
@@ -200,11 +199,7 @@ def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, 
     starts = np.empty(block + 1, np.int64)
     inputs = Inputs(cols, vals, starts, rowmap)
     nt = n_tiles(X.shape[1])
-    first = layers[0]
     qb = first_width(layers)
-    wide = np.int64(0)  # lanes the tiles take; sparse_forward the rest, 16 at a time
-    if tiled is not None:  # (None: a first layer under 64 lanes, no tiles compiled)
-        wide = qb - qb % WIDE
     while True:
         start = fetch_add(claims, 0, 1) * block
         if start >= n_rows:
@@ -215,11 +210,7 @@ def forward_dense_rows(out, work, X, scale, layers, net, claims, block, sparse, 
             bad = first_bad_row(vals, starts, n)
             if bad >= 0:
                 return start + bad
-        if tiled is not None:
-            sparse_forward_tiles(pre, first.aoff, net.arow, n, cols, vals, tiles, nt, work,
-                                 first.woff, work, first.boff, first.stride, np.int64(0),
-                                 wide)  # fmt: skip
-        first_forward(pre, tiles, n, inputs, np.int64(0), work, layers, net, wide, qb)
+        first_forward(pre, tiles, n, inputs, np.int64(0), work, layers, net, np.int64(0), qb)
         after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, sparse)
         outputs(out, start, n, pre, post, layers, net)
         fetch_add(claims, 1, 1)

@@ -211,8 +211,6 @@ def _forward(params, net, X, check):
     # (None rather than False: Numba prunes the branch, the kernel is not compiled)
     sparse = SPARSE_HIDDEN and net.activation == "relu" and g.uses_blas and g.arow + LANES < 2**16
     sparse = True if sparse else None
-    tiled = True if padded(net.sizes[1]) >= kn.WIDE else None
-    tail = (sparse,) if kernel is forward_rows else (sparse, tiled)
     # Every thread, this one too, takes blocks of BLOCK rows from one counter (claims[0];
     # claims[1] counts the blocks done) until none is left: the kernels run without the
     # GIL (Python threads rather than a prange, whose first compile costs ~2.5 s more), BLAS
@@ -230,9 +228,9 @@ def _forward(params, net, X, check):
         return (np.empty(BLOCK * X.shape[1] + 4 * LANES, kw.column_dtype(X.shape[1])), check)
 
     with _blas_limit(1) if g.uses_blas else contextlib.nullcontext():
-        jobs = [_forward_pool(os.getpid()).submit(kernel, *args, claims, BLOCK, *tail, *extra())
+        jobs = [_forward_pool(os.getpid()).submit(kernel, *args, claims, BLOCK, sparse, *extra())
                 for _ in range(threads - 1)]  # fmt: skip
-        bad = [kernel(*args, claims, BLOCK, *tail, *extra())]
+        bad = [kernel(*args, claims, BLOCK, sparse, *extra())]
         if claims[1] != -(-n // BLOCK):  # a block still running elsewhere, or a bad row
             bad += [job.result() for job in jobs]
     bad = [int(b) for b in bad if b >= 0]

@@ -34,10 +34,9 @@ from kernels.numba.net import (
     dense_backward,
     dense_forward,
     sparse_backward,
-    sparse_forward,
 )
 from kernels.numba.simd import LANES
-from kernels.numba.tiles import n_tiles, row_tiles, sparse_forward_tiles
+from kernels.numba.tiles import n_tiles, row_tiles, tiled_forward
 from kernels.numba.work import refresh_copies, transpose_rows
 
 f32 = np.float32
@@ -74,15 +73,9 @@ def first_forward(pre, tiles, n, inputs, r0, work, layers, net, qa, qb):
     by tiles of input columns (``tiles``: first_tiles of these rows), the rest 16 lanes
     at a time."""
     first = layers[0]
-    wide = qb - (qb - qa) % WIDE
-    if wide > qa:
-        sparse_forward_tiles(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, tiles,
-                             n_tiles(first.n_in), work, first.woff, work, first.boff,
-                             first.stride, qa, wide)  # fmt: skip
-    if qb > wide:
-        sparse_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
-                       inputs.rowmap, r0, work, first.woff, work, first.boff, first.stride,
-                       wide, qb)  # fmt: skip
+    tiled_forward(pre, first.aoff, net.arow, n, inputs.cols, inputs.vals, inputs.starts,
+                  inputs.rowmap, r0, tiles, n_tiles(first.n_in), work, first.woff, work,
+                  first.boff, first.stride, qa, qb)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

@@ -147,14 +147,24 @@ def sparse_hidden(pre, o0, arow, n, cols, vals, starts, tiles, rowmap, post, act
     if 8 * starts[n] > 7 * n * n_in:
         bias_sgemm(pre, o0, arow, n, post, a0, n_in, wt, w0, s, wt, b0, s)
         return
-    wide = s - s % WIDE
     base = w0 - a0 * s  # column numbers start at a0
-    if wide > 0:
-        sparse_forward_tiles(pre, o0, arow, n, cols, vals, tiles, nt, wt, base, wt, b0, s,
-                             np.int64(0), wide)  # fmt: skip
-    if wide < s:
-        sparse_forward(pre, o0, arow, n, cols, vals, starts, rowmap, np.int64(0), wt, base, wt,
-                       b0, s, wide, s)  # fmt: skip
+    tiled_forward(pre, o0, arow, n, cols, vals, starts, rowmap, np.int64(0), tiles, nt, wt, base,
+                  wt, b0, s, np.int64(0), s)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def tiled_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, tiles, n_tiles, wt, w0, bias,
+                  b0, s, qa, qb):  # fmt: skip
+    """Lanes qa..qb-1 (multiples of 16) of a sparse layer: whole WIDE blocks by tiles
+    (sparse_forward_tiles, ``tiles`` noting where the n rows' entries of each tile begin),
+    the rest 16 lanes at a time (sparse_forward)."""
+    wide = qb - (qb - qa) % WIDE
+    if wide > qa:
+        sparse_forward_tiles(out, o0, arow, n, cols, vals, tiles, n_tiles, wt, w0, bias, b0, s,
+                             qa, wide)  # fmt: skip
+    if qb > wide:
+        sparse_forward(out, o0, arow, n, cols, vals, starts, rowmap, r0, wt, w0, bias, b0, s,
+                       wide, qb)  # fmt: skip
 
 
 @njit(cache=True)
