@@ -76,8 +76,9 @@ def blas_forward_phase(pre, post, n, work, layers, net, k, s, shards):
 @njit
 def own_forward_phase(pre, post, n, work, layers, net, k):
     layer = layers[k]
-    dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, net.arow, n, layer.n_in, work,
-                  layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
+    dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, net.arow, n, layer.n_in,
+                  layer.n_out, work, layer.woff, work, layer.boff, layer.stride,
+                  layer.path)  # fmt: skip
     activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
 
 

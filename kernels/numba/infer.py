@@ -16,7 +16,7 @@ from numba import njit
 
 from kernels.numba.codes import PATH_BLAS, RELU, SOFTMAX, Inputs
 from kernels.numba.memory import fetch_add, vload, vstore, vstore_first
-from kernels.numba.net import ONE, ZERO, dense_forward
+from kernels.numba.net import ONE, ZERO, dense_forward, live_lanes
 from kernels.numba.passes import activate, first_forward, first_tiles, first_width
 from kernels.numba.simd import (
     LANES,
@@ -119,10 +119,11 @@ def after_first(pre, post, act, n, work, layers, net, hidden, tiles, rowmap, spa
             if sparse is not None and layer.path == PATH_BLAS and net.act == RELU:
                 sparse_hidden(pre, layer.aoff, arow, n, hidden[0], hidden[1], hidden[2], tiles,
                               rowmap, post, act, below.aoff, layer.n_in, work, layer.woff,
-                              layer.boff, layer.stride)  # fmt: skip
+                              layer.boff, layer.stride, live_lanes(layer.n_out))  # fmt: skip
             else:
-                dense_forward(pre, layer.aoff, post, below.aoff, arow, n, layer.n_in, work,
-                              layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
+                dense_forward(pre, layer.aoff, post, below.aoff, arow, n, layer.n_in, layer.n_out,
+                              work, layer.woff, work, layer.boff, layer.stride,
+                              layer.path)  # fmt: skip
         activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
 
 

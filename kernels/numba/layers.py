@@ -70,7 +70,7 @@ def dense_forward(out, inp, weight, bias):
     buf, arow, (i0, o0) = _rows([inp, None], [n_in, n_out])
     work, s = _work_weight(weight, bias)
     path = net.dense_path(n_in, n_out, n_rows)
-    net.dense_forward(buf, o0, buf, i0, arow, n_rows, n_in, work, 0, work, n_in * s, s, path)
+    net.dense_forward(buf, o0, buf, i0, arow, n_rows, n_in, n_out, work, 0, work, n_in * s, s, path)
     out[:] = _view(buf, arow, o0, out.shape)
 
 

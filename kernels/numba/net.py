@@ -165,16 +165,25 @@ def sparse_backward(gwt, w0, d, d0, arow, n, cols, vals, starts, rowmap, r0, alp
                 vstore(gwt, row, fma(vsplat(at(vals, k)), dq, vload(gwt, row)))
 
 
+@njit(cache=True, inline="always")
+def live_lanes(n_out):
+    """A layer's outputs rounded up to 16: the lanes its BLAS products compute. The 16 lanes
+    more that keep a multiple of 256 off 1 KB rows (network.padded: 272 at 256 wide) stay
+    zero in the weights, their gradient and the scratch, and nothing reads them; as the
+    M or K of an sgemm they were ~6% of a 256-wide layer's multiply-adds."""
+    return (n_out + LANES - 1) // LANES * LANES
+
+
 @njit(cache=True)
-def dense_forward(out, o0, inp, i0, arow, n, n_in, wt, w0, bias, b0, s, path):
+def dense_forward(out, o0, inp, i0, arow, n, n_in, n_out, wt, w0, bias, b0, s, path):
     """out[b] = bias + sum_{i<n_in} inp[b, i] * wt[i] (rows of the flat buffers).
 
     PATH_BLAS: the bias, then one sgemm (row-major out = inp @ wt, so column-major
-    out^T = wt^T inp^T). PATH_OWN: four rows at a time, each 16-lane piece of wt loaded once
-    for four rows.
+    out^T = wt^T inp^T) on the live_lanes(n_out) lanes. PATH_OWN: four rows at a time,
+    each 16-lane piece of wt loaded once for four rows, all s lanes.
     """
     if path == PATH_BLAS:
-        bias_sgemm(out, o0, arow, n, inp, i0, n_in, wt, w0, s, bias, b0, s)
+        bias_sgemm(out, o0, arow, n, inp, i0, n_in, wt, w0, s, bias, b0, live_lanes(n_out))
         return
     b = 0
     while b + 4 <= n:
@@ -272,20 +281,21 @@ def dense_backward(dinp, gwt, w0, gbias, b0, d, o0, inp, i0, arow, n, n_in, wt, 
             for b in range(n):
                 a0 = vadd(a0, vload(d, b * arow + o0 + q))
             vstore(gbias, b0 + q, vadd(vload(gbias, b0 + q), a0))
-    dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, s, 0, n_in, path)
+    dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, n_out, s, 0, n_in, path)
     dense_dinp(dinp, i0, d, o0, arow, n, n_in, wt, w0, wc, c0, n_out, s, s_in, path)
 
 
 @njit(cache=True, inline="always")
-def dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, s, j0, j1, path):
+def dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, n_out, s, j0, j1, path):
     """Rows j0..j1-1 of a layer's weight gradient: gwt[i] += sum_b inp[b, i] * d[b].
 
     PATH_BLAS: one sgemm (row-major gwt[j0:j1] += inp[:, j0:j1]^T d: column-major
-    gwt^T += d^T inp). PATH_OWN: summed over the rows in registers, 16 lanes at a time.
+    gwt^T += d^T inp) on the live_lanes(n_out) lanes. PATH_OWN: summed over the rows in
+    registers, 16 lanes at a time, all s lanes.
     """
     if path == PATH_BLAS:
         if j1 > j0:
-            sgemm(False, True, s, j1 - j0, n, ONE, d, o0, arow, inp, i0 + j0, arow, ONE, gwt,
+            sgemm(False, True, live_lanes(n_out), j1 - j0, n, ONE, d, o0, arow, inp, i0 + j0, arow, ONE, gwt,
                   w0 + j0 * s, s)  # fmt: skip
         return
     for q in range(0, s, LANES):
@@ -310,11 +320,12 @@ def dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, s, j0, j1, path):
 def dense_dinp(dinp, i0, d, o0, arow, n, n_in, wt, w0, wc, c0, n_out, s, s_in, path):
     """dinp[b] = sum_{o<n_out} d[b, o] * w[o] for the n rows, lanes n_in..s_in zero.
 
-    PATH_BLAS: one sgemm on wt (row-major dinp = d wt^T: column-major dinp^T = wt d^T).
-    PATH_OWN: from the copy wc (n_out, s_in) at c0, four rows at a time, as dense_forward.
+    PATH_BLAS: one sgemm on wt (row-major dinp = d wt^T: column-major dinp^T = wt d^T),
+    summing over the live_lanes(n_out) lanes. PATH_OWN: from the copy wc (n_out, s_in) at
+    c0, four rows at a time, as dense_forward.
     """
     if path == PATH_BLAS:
-        sgemm(True, False, n_in, n, s, ONE, wt, w0, s, d, o0, arow, ZERO, dinp, i0, arow)
+        sgemm(True, False, n_in, n, live_lanes(n_out), ONE, wt, w0, s, d, o0, arow, ZERO, dinp, i0, arow)
         for b in range(n):
             for j in range(n_in, s_in):
                 dinp[b * arow + i0 + j] = ZERO

@@ -108,8 +108,9 @@ def net_forward(pre, post, tiles, n, inputs, r0, work, layers, net, qa, qb):
     for k in range(n_layers):
         layer = layers[k]
         if k > 0:
-            dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, arow, n, layer.n_in, work,
-                          layer.woff, work, layer.boff, layer.stride, layer.path)  # fmt: skip
+            dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, arow, n, layer.n_in,
+                          layer.n_out, work, layer.woff, work, layer.boff, layer.stride,
+                          layer.path)  # fmt: skip
         activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
 
 

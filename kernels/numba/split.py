@@ -67,6 +67,7 @@ from kernels.numba.net import (
     bias_backward,
     dense_dinp,
     dense_dweight,
+    live_lanes,
     sparse_backward,
 )
 from kernels.numba.optim import update, update_rows
@@ -111,7 +112,7 @@ def rows_pass(pre, post, delta, lse, b0, b1, inputs, targets, r0, work, wc, laye
     for k in range(1, layers.shape[0]):  # (the first layer: first_lanes, before)
         layer = layers[k]
         bias_sgemm(pre, layer.aoff + o, arow, m, post, layers[k - 1].aoff + o, layer.n_in, work,
-                   layer.woff, layer.stride, work, layer.boff, layer.stride)  # fmt: skip
+                   layer.woff, layer.stride, work, layer.boff, live_lanes(layer.n_out))  # fmt: skip
         activate(post, pre, o, m, layers, net, k, 0, layer.stride)
     return rows_back(pre, post, delta, lse, b0, m, targets, r0, work, wc, layers, net, dscale,
                      1, PATH_BLAS)  # fmt: skip
@@ -186,8 +187,8 @@ def weights_pass(work, grad, w_first, alpha, scratch, parts, n, inputs, r0, laye
             j0, j1 = min(qa, layer.n_in), min(qb, layer.n_in)
         else:
             j0, j1 = layer.n_in * t // shards, layer.n_in * (t + 1) // shards
-        dense_dweight(grad, layer.woff, delta, layer.aoff, post, below.aoff, arow, n, s, j0, j1,
-                      PATH_BLAS)  # fmt: skip
+        dense_dweight(grad, layer.woff, delta, layer.aoff, post, below.aoff, arow, n,
+                      layer.n_out, s, j0, j1, PATH_BLAS)  # fmt: skip
         update(work, grad, layer.woff + j0 * s, layer.woff + j1 * s, state.velocity, state.m,
                state.v, optim, lr, step)  # fmt: skip
         q0, q1 = slice_of(s, t, shards)

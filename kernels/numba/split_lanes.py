@@ -49,6 +49,7 @@ from kernels.numba.net import (
     dense_backward,
     dense_dweight,
     dense_forward,
+    live_lanes,
 )
 from kernels.numba.optim import update
 from kernels.numba.passes import (
@@ -71,12 +72,16 @@ from kernels.numba.work import transpose_rows
 @njit(cache=True)
 def forward_lanes(pre, post, n, work, layers, net, k, q0, q1):
     """Lanes q0..q1-1 of BLAS layer k's pre-activations (bias, then one sgemm of those columns
-    of wt) and, below the last layer, of its activations."""
+    of wt; lanes past live_lanes(n_out) left alone, zero) and, below the last layer, of its
+    activations."""
+    layer = layers[k]
+    live = min(q1, live_lanes(layer.n_out))
+    if live > q0:
+        bias_sgemm(pre, layer.aoff + q0, net.arow, n, post, layers[k - 1].aoff, layer.n_in,
+                   work, layer.woff + q0, layer.stride, work, layer.boff + q0,
+                   live - q0)  # fmt: skip
     if q1 <= q0:
         return
-    layer = layers[k]
-    bias_sgemm(pre, layer.aoff + q0, net.arow, n, post, layers[k - 1].aoff, layer.n_in, work,
-               layer.woff + q0, layer.stride, work, layer.boff + q0, q1 - q0)  # fmt: skip
     activate(post, pre, 0, n, layers, net, k, q0, q1)
 
 
@@ -87,15 +92,16 @@ def backward_lanes(grad, delta, pre, post, n, work, layers, net, k, q0, q1, j0, 
     derivative of the layer below's activation."""
     layer, below, arow = layers[k], layers[k - 1], net.arow
     s = layer.stride
-    if q1 > q0:
+    live = live_lanes(layer.n_out)
+    if min(q1, live) > q0:
         # row-major gwt (n_in, s) += inp^T d on columns q0..q1: column-major, as net.py
-        sgemm(False, True, q1 - q0, layer.n_in, n, ONE, delta, layer.aoff + q0, arow, post,
-              below.aoff, arow, ONE, grad, layer.woff + q0, s)  # fmt: skip
+        sgemm(False, True, min(q1, live) - q0, layer.n_in, n, ONE, delta, layer.aoff + q0,
+              arow, post, below.aoff, arow, ONE, grad, layer.woff + q0, s)  # fmt: skip
     if j1 > j0:
         real = min(max(layer.n_in - j0, 0), j1 - j0)
         if real > 0:
             # row-major dinp (n, real) = d wt[j0:j0+real]^T: column-major dinp^T = wt d^T
-            sgemm(True, False, real, n, s, ONE, work, layer.woff + j0 * s, s, delta,
+            sgemm(True, False, real, n, live, ONE, work, layer.woff + j0 * s, s, delta,
                   layer.aoff, arow, ZERO, delta, below.aoff + j0, arow)  # fmt: skip
         for b in range(n):
             for j in range(j0 + real, j1):
@@ -120,7 +126,8 @@ def tail_rows(pre, post, delta, lse, b0, b1, targets, r0, work, wc, layers, net,
     for k in range(tail, n_layers):
         layer = layers[k]
         dense_forward(pre, layer.aoff + o, post, layers[k - 1].aoff + o, arow, m, layer.n_in,
-                      work, layer.woff, work, layer.boff, layer.stride, PATH_OWN)  # fmt: skip
+                      layer.n_out, work, layer.woff, work, layer.boff, layer.stride,
+                      PATH_OWN)  # fmt: skip
         activate(post, pre, o, m, layers, net, k, 0, layer.stride)
     return rows_back(pre, post, delta, lse, b0, m, targets, r0, work, wc, layers, net, dscale,
                      tail, PATH_OWN)  # fmt: skip
@@ -136,8 +143,8 @@ def tail_weights(grad, delta, post, n, layers, net, tail, t, shards):
         layer, below = layers[k], layers[k - 1]
         s = layer.stride
         j0, j1 = layer.n_in * t // shards, layer.n_in * (t + 1) // shards
-        dense_dweight(grad, layer.woff, delta, layer.aoff, post, below.aoff, arow, n, s, j0, j1,
-                      PATH_OWN)  # fmt: skip
+        dense_dweight(grad, layer.woff, delta, layer.aoff, post, below.aoff, arow, n,
+                      layer.n_out, s, j0, j1, PATH_OWN)  # fmt: skip
         q0, q1 = slice_of(s, t, shards)
         bias_backward(grad, layer.boff + q0, delta, layer.aoff + q0, arow, n, q1 - q0)
 
@@ -198,7 +205,7 @@ def train_loop_split_lanes(work, wc, state, inputs, targets, totals, batch_size,
                     forward_lanes(pre, post, n, work, layers, net, k, q0, q1)
             else:  # a small layer on our kernels: this thread
                 dense_forward(pre, layer.aoff, post, layers[k - 1].aoff, arow, n, layer.n_in,
-                              work, layer.woff, work, layer.boff, layer.stride,
+                              layer.n_out, work, layer.woff, work, layer.boff, layer.stride,
                               layer.path)  # fmt: skip
                 activate(post, pre, 0, n, layers, net, k, 0, layer.stride)
         loss, hits = ZERO, 0

@@ -129,7 +129,7 @@ def gather_hidden(cols, vals, starts, tiles, nt, act, n, a0, n_in):
 
 @njit(cache=True, inline="always")
 def sparse_hidden(pre, o0, arow, n, cols, vals, starts, tiles, rowmap, post, act, a0, n_in, wt,
-                  w0, b0, s):  # fmt: skip
+                  w0, b0, s, width):  # fmt: skip
     """A layer after a ReLU, for inference: pre[b] = bias + sum over the non-zero inputs
     x_i of x_i * wt[i] (post/act: the activations, flat and as rows; about half of a
     trained ReLU layer's outputs are 0, and each one skipped saves a weight row), or
@@ -145,11 +145,11 @@ def sparse_hidden(pre, o0, arow, n, cols, vals, starts, tiles, rowmap, post, act
     nt = n_tiles(n_in)
     gather_hidden(cols, vals, starts, tiles, nt, act, n, a0, n_in)
     if 8 * starts[n] > 7 * n * n_in:
-        bias_sgemm(pre, o0, arow, n, post, a0, n_in, wt, w0, s, wt, b0, s)
+        bias_sgemm(pre, o0, arow, n, post, a0, n_in, wt, w0, s, wt, b0, width)
         return
     base = w0 - a0 * s  # column numbers start at a0
     tiled_forward(pre, o0, arow, n, cols, vals, starts, rowmap, np.int64(0), tiles, nt, wt, base,
-                  wt, b0, s, np.int64(0), s)  # fmt: skip
+                  wt, b0, s, np.int64(0), width)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
