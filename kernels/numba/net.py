@@ -295,8 +295,8 @@ def dense_dweight(gwt, w0, d, o0, inp, i0, arow, n, n_out, s, j0, j1, path):
     """
     if path == PATH_BLAS:
         if j1 > j0:
-            sgemm(False, True, live_lanes(n_out), j1 - j0, n, ONE, d, o0, arow, inp, i0 + j0, arow, ONE, gwt,
-                  w0 + j0 * s, s)  # fmt: skip
+            sgemm(False, True, live_lanes(n_out), j1 - j0, n, ONE, d, o0, arow, inp, i0 + j0,
+                  arow, ONE, gwt, w0 + j0 * s, s)  # fmt: skip
         return
     for q in range(0, s, LANES):
         for i in range(j0, j1):
@@ -325,7 +325,8 @@ def dense_dinp(dinp, i0, d, o0, arow, n, n_in, wt, w0, wc, c0, n_out, s, s_in, p
     c0, four rows at a time, as dense_forward.
     """
     if path == PATH_BLAS:
-        sgemm(True, False, n_in, n, live_lanes(n_out), ONE, wt, w0, s, d, o0, arow, ZERO, dinp, i0, arow)
+        sgemm(True, False, n_in, n, live_lanes(n_out), ONE, wt, w0, s, d, o0, arow, ZERO, dinp,
+              i0, arow)  # fmt: skip
         for b in range(n):
             for j in range(n_in, s_in):
                 dinp[b * arow + i0 + j] = ZERO
